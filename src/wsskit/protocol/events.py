@@ -1,0 +1,119 @@
+"""The events a connection core exchanges with its user.
+
+Received events come out of :meth:`Connection.events_received`; events to send
+go into :meth:`Connection.send`. All are frozen, slotted dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlsplit
+
+from .headers import Headers
+
+__all__ = [
+    "Event",
+    "Request",
+    "Accept",
+    "Reject",
+    "TextMessage",
+    "BytesMessage",
+    "Ping",
+    "Pong",
+    "Close",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A valid WebSocket upgrade request (received by a server core).
+
+    ``target`` is the request target as sent (path and query).
+    ``subprotocols`` and ``extensions`` are what the client offered.
+    """
+
+    target: str
+    headers: Headers
+    subprotocols: tuple[str, ...] = ()
+    extensions: tuple[str, ...] = ()
+
+    @property
+    def path(self) -> str:
+        """The target's path, without the query."""
+        return urlsplit(self.target).path
+
+    @property
+    def query(self) -> dict[str, str]:
+        """The query parameters (the last value wins for repeated names)."""
+        return dict(parse_qsl(urlsplit(self.target).query, keep_blank_values=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """The handshake succeeded.
+
+    A server sends it to accept a :class:`Request`, choosing a ``subprotocol``
+    and adding ``headers``. A client core emits it when the server answered 101;
+    then ``subprotocol``, ``extensions`` and ``headers`` hold the response's.
+    """
+
+    subprotocol: str | None = None
+    headers: Headers = field(default_factory=Headers)
+    extensions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """The handshake failed with an HTTP response.
+
+    A server sends it to refuse a :class:`Request`; a client core emits it when
+    the server answered with a status other than 101.
+    """
+
+    status: int = 403
+    headers: Headers = field(default_factory=Headers)
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class TextMessage:
+    """A text message. Received messages are always whole (``fin`` is True).
+
+    To send a message in fragments, send each with ``fin=False`` but the last.
+    """
+
+    data: str
+    fin: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class BytesMessage:
+    """A binary message; fragments as for :class:`TextMessage`."""
+
+    data: bytes | bytearray | memoryview
+    fin: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """A Ping control frame (125 bytes of payload at most)."""
+
+    payload: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """A Pong control frame (125 bytes of payload at most)."""
+
+    payload: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """A Close frame. A received Close without a status has ``code`` 1005."""
+
+    code: int = 1000
+    reason: str = ""
+
+
+Event = Request | Accept | Reject | TextMessage | BytesMessage | Ping | Pong | Close
