@@ -12,7 +12,7 @@
     │   ├── InvalidStatus             the server answered with a status other than 101
     │   └── NegotiationError          subprotocol or extension negotiation failed
     ├── ConnectionClosed              ``.code`` ``.reason``
-    │   ├── ConnectionClosedOK        closed with 1000 or 1001
+    │   ├── ConnectionClosedOK        closed with 1000, 1001 or an empty Close (1005)
     │   └── ConnectionClosedError     any other code, or no close frame at all (1006)
     ├── InvalidState (RuntimeError)   an operation the connection's state forbids
     ├── InvalidURI (ValueError)       a URI that is not ws:// or wss://
@@ -129,7 +129,11 @@ class ConnectionClosed(WebSocketError):
 
 
 class ConnectionClosedOK(ConnectionClosed):
-    """The connection closed normally (1000 or 1001)."""
+    """The connection closed normally: 1000, 1001, or a Close without a code (1005).
+
+    A browser's bare ``close()`` sends a Close frame without a code, so 1005
+    counts as a normal close too.
+    """
 
 
 class ConnectionClosedError(ConnectionClosed):
@@ -183,6 +187,6 @@ class BackplaneError(WebSocketError):
 
 def closed_exception(code: int, reason: str) -> ConnectionClosed:
     """Return the :class:`ConnectionClosed` subclass that fits ``code``."""
-    if code in (1000, 1001):
+    if code in (1000, 1001, 1005):
         return ConnectionClosedOK(code, reason)
     return ConnectionClosedError(code, reason)

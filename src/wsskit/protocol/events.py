@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
+from ..exceptions import InvalidHandshake
 from .headers import Headers
 
 __all__ = [
@@ -26,16 +27,26 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """A valid WebSocket upgrade request (received by a server core).
+    """A well-formed HTTP request received by a server core.
 
     ``target`` is the request target as sent (path and query).
     ``subprotocols`` and ``extensions`` are what the client offered.
+    When the request is not a valid WebSocket upgrade (a plain GET, a POST, a
+    wrong version), ``error`` says why and carries the HTTP status to answer
+    with; the server may still answer it as plain HTTP (a page, a health check).
     """
 
     target: str
     headers: Headers
     subprotocols: tuple[str, ...] = ()
     extensions: tuple[str, ...] = ()
+    method: str = "GET"
+    error: InvalidHandshake | None = None
+
+    @property
+    def is_upgrade(self) -> bool:
+        """True when this is a valid WebSocket upgrade request."""
+        return self.error is None
 
     @property
     def path(self) -> str:

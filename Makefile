@@ -1,0 +1,51 @@
+# wsskit: every target makes its own virtual environment (.venv) first.
+#   make serve        set up and run `wsskit serve` (wss://127.0.0.1:8443, echo at /echo)
+#   make test         set up and run the whole suite: lint, types, tests, coverage, conformance sample
+#   make lint         ruff and mypy --strict
+#   make conformance  the full Autobahn Testsuite, both roles (all 517 cases)
+#   make bench        side-by-side benchmark against python-websockets
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: venv serve test unit lint conformance conformance-quick bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "wsskit needs Python 3.10 or newer"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+serve: venv
+	$(VENV)/bin/wsskit serve $(ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check src tests compliance bench
+	$(VENV)/bin/mypy
+
+unit: venv
+	$(PY) -m pytest --cov=wsskit --cov-branch --cov-report=term --cov-report=xml:.coverage.xml $(ARGS)
+	$(PY) tools/check_coverage.py .coverage.xml wsskit/protocol 95
+
+test: lint unit conformance-quick
+
+conformance-quick: venv
+	bash compliance/setup.sh
+	$(PY) compliance/run.py both --quick
+
+conformance: venv
+	bash compliance/setup.sh
+	$(PY) compliance/run.py both
+
+bench: venv
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	$(PY) bench/run.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) build dist .coverage .coverage.xml .pytest_cache .mypy_cache .ruff_cache compliance/reports

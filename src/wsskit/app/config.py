@@ -1,0 +1,38 @@
+"""Settings of ``wsskit serve``, gathered from the command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ServeConfig", "DEFAULT_PORT"]
+
+DEFAULT_PORT = 8443
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """What ``wsskit serve`` runs.
+
+    With ``tls`` on and no ``certfile``, the development certificate from
+    :func:`wsskit.certs.ensure_dev_certificates` is used.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    tls: bool = True
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    max_size: int | None = 2**20
+    cert_dir: Path | None = None
+    profile: str = "intermediate"
+
+    @property
+    def scheme(self) -> str:
+        """``wss`` or ``ws``."""
+        return "wss" if self.tls else "ws"
+
+    def url(self, path: str = "") -> str:
+        """The URL clients use to reach ``path`` on this server."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}{path}"

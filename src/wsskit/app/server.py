@@ -1,0 +1,128 @@
+"""``wsskit serve``: an echo endpoint over wss://, with one log line per connection."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+import ssl
+from collections.abc import Awaitable, Callable
+
+from .. import tls
+from ..asyncio.connection import Connection
+from ..asyncio.server import Server, serve
+from ..certs import ensure_dev_certificates
+from ..protocol.events import Reject, Request
+from ..protocol.handshake import error_reject
+from ..protocol.headers import Headers
+from .config import ServeConfig
+
+__all__ = ["run", "start", "ROUTES"]
+
+log = logging.getLogger("wsskit.app")
+
+Handler = Callable[[Connection], Awaitable[None]]
+
+
+async def echo(ws: Connection) -> None:
+    """Send every message back as it came: text as text, binary as binary."""
+    async for message in ws:
+        await ws.send(message)
+
+
+ROUTES: dict[str, Handler] = {"/echo": echo}
+
+
+def _text(status: int, body: str) -> Reject:
+    headers = Headers([("Content-Type", "text/plain; charset=utf-8")])
+    return Reject(status, headers, body.encode("utf-8"))
+
+
+def _route(connection: Connection, request: Request) -> Reject | None:
+    # Plain HTTP on the WebSocket port: 404 for unknown paths first, so a
+    # browser or a probe learns the path is wrong before it learns to upgrade.
+    if request.path not in ROUTES:
+        return _text(404, f"404 Not Found: no endpoint at {request.path}\n")
+    if request.error is not None:
+        return error_reject(request.error)
+    return None
+
+
+async def _dispatch(ws: Connection) -> None:
+    request = ws.request
+    assert request is not None
+    peer = _peer(ws)
+    log.info("%s opened %s", peer, request.path)
+    try:
+        await ROUTES[request.path](ws)
+    finally:
+        # The server closes with 1000 once the handler returns; wait for it
+        # so the log line carries the code that was exchanged.
+        await ws.close()
+        log.info("%s closed %s (%s)", peer, ws.close_code, ws.close_reason or "no reason")
+
+
+def _peer(ws: Connection) -> str:
+    address = ws.remote_address
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = f"[{address[0]}]" if ":" in str(address[0]) else str(address[0])
+        return f"{host}:{address[1]}"
+    return str(address)
+
+
+def _ssl_context(config: ServeConfig) -> ssl.SSLContext | None:
+    if not config.tls:
+        if not _is_loopback(config.host):
+            log.warning(
+                "serving plain ws:// on %s: traffic is readable and forgeable on the network; use TLS", config.host
+            )
+        return None
+    if config.certfile is not None:
+        return tls.server_context(config.certfile, config.keyfile, profile=config.profile)  # type: ignore[arg-type]
+    paths, created = ensure_dev_certificates(config.cert_dir)
+    verb = "created" if created else "using"
+    log.info("%s dev certificate for localhost, 127.0.0.1, ::1 signed by the local CA at %s", verb, paths.ca_cert)
+    log.info("trust it with:  --cacert %s   (or: wsskit cert trust)", paths.ca_cert)
+    return tls.server_context(paths.cert, paths.key, profile=config.profile)  # type: ignore[arg-type]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def start(config: ServeConfig) -> Server:
+    """Start serving ``config`` and return the running server."""
+    context = _ssl_context(config)
+    server = await serve(
+        _dispatch,
+        config.host,
+        config.port,
+        ssl=context,
+        max_size=config.max_size,
+        process_request=_route,
+    )
+    log.info("serving %s (echo at /echo)", config.url())
+    return server
+
+
+async def run(config: ServeConfig) -> None:
+    """Serve until SIGINT or SIGTERM, then close every connection with 1001 and return."""
+    server = await start(config)
+    stop = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, lambda s=sig: stop.done() or stop.set_result(s))
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
+            pass
+    received = await stop
+    log.info("%s received: closing connections with 1001", signal.Signals(received).name)
+    server.close()
+    await server.wait_closed()
+    log.info("stopped")

@@ -1,0 +1,147 @@
+"""The ``wsskit`` command: ``serve`` and ``cert``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+
+__all__ = ["main"]
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        if record.levelno >= logging.WARNING:
+            return f"wsskit: {record.levelname.lower()}: {message}"
+        return f"wsskit: {message}"
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter("%(message)s"))
+    root = logging.getLogger("wsskit")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+def _size(text: str) -> int | None:
+    """Parse a size like 1048576, 64KiB, 1MiB, 16M, or 'none' (no limit)."""
+    value = text.strip().lower()
+    if value in ("none", "unlimited"):
+        return None
+    units = {"kib": 1024, "kb": 1000, "k": 1024, "mib": 1024**2, "mb": 1000**2, "m": 1024**2, "gib": 1024**3}
+    for suffix, factor in sorted(units.items(), key=lambda kv: -len(kv[0])):
+        if value.endswith(suffix):
+            return int(float(value[: -len(suffix)]) * factor)
+    number = int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError("a size is a positive number of bytes")
+    return number
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wsskit", description="WebSocket over TLS, secure by default.")
+    parser.add_argument("--version", action="version", version=f"wsskit {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run a wss:// server with an echo endpoint at /echo")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8443, help="port to listen on (default 8443)")
+    serve.add_argument("--cert", type=Path, help="certificate chain (PEM); default: the local dev certificate")
+    serve.add_argument("--key", type=Path, help="private key of --cert (PEM)")
+    serve.add_argument("--no-tls", action="store_true", help="serve plain ws:// (no encryption)")
+    serve.add_argument("--profile", choices=("intermediate", "modern"), default="intermediate",
+                       help="Mozilla TLS profile (default intermediate)")
+    serve.add_argument("--max-size", type=_size, default=2**20,
+                       help="largest message accepted, e.g. 1MiB (default) or 'none'")
+    serve.add_argument("--cert-dir", type=Path, help="where the dev CA lives (default: the user's data folder)")
+    serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+
+    cert = commands.add_parser("cert", help="make or show the local development CA and certificate")
+    cert.add_argument("--dir", type=Path, help="where the dev CA lives (default: the user's data folder)")
+    cert_commands = cert.add_subparsers(dest="cert_command")
+    trust = cert_commands.add_parser("trust", help="how to trust the dev CA (--install: add it to this system)")
+    trust.add_argument("--install", action="store_true", help="install into the system trust store (root)")
+    client = cert_commands.add_parser("client", help="issue a client certificate signed by the dev CA")
+    client.add_argument("name", help="the client's name (certificate subject)")
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .app import ServeConfig, run
+
+    if args.key is not None and args.cert is None:
+        print("wsskit: error: --key needs --cert", file=sys.stderr)
+        return 2
+    if args.no_tls and args.cert is not None:
+        print("wsskit: error: --no-tls and --cert exclude each other", file=sys.stderr)
+        return 2
+    config = ServeConfig(
+        host=args.host,
+        port=args.port,
+        tls=not args.no_tls,
+        certfile=args.cert,
+        keyfile=args.key,
+        max_size=args.max_size,
+        cert_dir=args.cert_dir,
+        profile=args.profile,
+    )
+    try:
+        asyncio.run(run(config))
+    except OSError as exc:
+        print(f"wsskit: error: cannot serve on {config.url()}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # pragma: no cover - a second Ctrl-C while draining
+        return 130
+    return 0
+
+
+def _cert(args: argparse.Namespace) -> int:
+    from . import certs
+
+    paths, created = certs.ensure_dev_certificates(args.dir)
+    if args.cert_command == "trust":
+        if args.install:
+            try:
+                print(certs.install_trust(paths.ca_cert))
+            except PermissionError as exc:
+                print(f"wsskit: error: {exc}", file=sys.stderr)
+                return 1
+            return 0
+        print(certs.trust_instructions(paths.ca_cert))
+        return 0
+    if args.cert_command == "client":
+        cert_path, key_path = certs.issue_client_certificate(args.name, args.dir)
+        print(f"client certificate: {cert_path}\nclient key:         {key_path}")
+        return 0
+    print(f"{'created' if created else 'existing'} development CA in {paths.directory}")
+    print(f"CA certificate:     {paths.ca_cert}")
+    print(f"server certificate: {paths.cert}")
+    print(f"server key:         {paths.key}")
+    info = certs.certificate_info(paths.cert)
+    for field in ("subject", "sans", "not_after", "sha256"):
+        if field in info:
+            print(f"  {field}: {info[field]}")
+    print(f"trust it with:  --cacert {paths.ca_cert}   (or: wsskit cert trust)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``wsskit`` command line; return the exit status."""
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        _setup_logging(args.log_level)
+        return _serve(args)
+    _setup_logging("info")
+    return _cert(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

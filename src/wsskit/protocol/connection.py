@@ -1,0 +1,506 @@
+"""The sans-I/O WebSocket connection: bytes in, events out; events in, bytes out.
+
+The contract (shared with h11, wsproto and websockets)::
+
+    conn.receive_data(data)      # bytes from the network
+    conn.receive_eof()           # the peer closed its side
+    conn.events_received()       # -> [Request | Accept | Reject | TextMessage | ...]
+    conn.send(event)             # TextMessage, BytesMessage, Ping, Pong, Close, Accept, Reject
+    conn.data_to_send()          # -> [bytes, ...] for the transport's writelines
+    conn.close_transport         # True once the transport should be closed
+
+A peer's violation never raises out of :meth:`Connection.receive_data`: the
+core queues the Close frame (or the HTTP error response) with the right code,
+records the reason in :attr:`Connection.failure` and discards further input.
+The core answers Pings and Close frames itself.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Sequence
+
+from ..exceptions import (
+    ConnectionClosed,
+    HandshakeError,
+    InvalidHandshake,
+    InvalidState,
+    LocalProtocolError,
+    PayloadTooBig,
+    RemoteProtocolError,
+    closed_exception,
+)
+from .deflate import DeflateOptions, PerMessageDeflate
+from .events import Accept, BytesMessage, Close, Event, Ping, Pong, Reject, Request, TextMessage
+from .frames import MAX_CONTROL_PAYLOAD, FrameParser, Opcode, decode_close, encode_close, encode_frame
+from .handshake import ClientHandshake, ServerHandshake
+from .headers import HeadersLike
+from .limits import Limits
+from .state import State
+
+__all__ = ["Connection", "ClientConnection", "ServerConnection", "State"]
+
+_TEXT = Opcode.TEXT.value
+_BINARY = Opcode.BINARY.value
+_CONT = Opcode.CONT.value
+_CLOSE = Opcode.CLOSE.value
+_PING = Opcode.PING.value
+_PONG = Opcode.PONG.value
+
+_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+
+
+def _compressed_slack(limit: int) -> int:
+    # Incompressible data grows a little under DEFLATE (5 bytes per stored
+    # block of up to 64 KiB), so a compressed frame may exceed the limit by that.
+    return limit + limit // 1024 + 64
+
+
+class Connection:
+    """The state shared by both roles; use :class:`ClientConnection` or :class:`ServerConnection`."""
+
+    is_client: bool = False
+
+    def __init__(self, *, limits: Limits, compression: DeflateOptions | None) -> None:
+        self.state = State.CONNECTING
+        self.limits = limits
+        self.compression = compression
+        self.subprotocol: str | None = None
+        self.extensions: tuple[str, ...] = ()
+        self.close_received: Close | None = None
+        self.close_sent: Close | None = None
+        #: Why the core failed the connection: a HandshakeError or a ProtocolError.
+        self.failure: Exception | None = None
+        self._close_transport = False
+        self._buffer = bytearray()
+        self._events: list[Event] = []
+        self._out: list[bytes | bytearray | memoryview] = []
+        self._pmd: PerMessageDeflate | None = None
+        self._frame_limit = limits.frame_limit
+        self._parser = FrameParser(expect_masked=not self.is_client, max_payload=self._frame_limit)
+        # The message being received: its opcode (None between messages),
+        # whether it is compressed, its parts, size so far and frame count.
+        self._in_opcode: int | None = None
+        self._in_compressed = False
+        self._in_parts: list[bytes] | list[str] = []
+        self._in_size = 0
+        self._in_frames = 0
+        self._in_decoder: codecs.IncrementalDecoder | None = None
+        # The message being sent in fragments: its opcode and compression.
+        self._out_opcode: int | None = None
+        self._out_compressed = False
+
+    # -- the contract -------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes received from the network."""
+        if self.state is State.CLOSED or self.close_received is not None:
+            return  # RFC 6455 §5.5.1: nothing after a Close frame counts.
+        self._buffer += data
+        if self.state is not State.CONNECTING:
+            self._parse_frames()
+        elif len(self._buffer) > self.limits.max_handshake_body:
+            # RFC 6455 §4.1: frames wait for the handshake's answer; a peer
+            # that streams data before it gets no unbounded buffer.
+            self.failure = InvalidHandshake("data sent before the handshake completed")
+            self.state = State.CLOSED
+            self._close_transport = True
+            self._buffer.clear()
+
+    def receive_eof(self) -> None:
+        """Tell the core the peer closed its side of the transport."""
+        self._close_transport = True
+        if self.state is not State.CLOSED:
+            self.state = State.CLOSED
+            self._discard_input()
+
+    def events_received(self) -> list[Event]:
+        """Return and clear the events received since the last call."""
+        events = self._events
+        self._events = []
+        return events
+
+    def data_to_send(self) -> list[bytes | bytearray | memoryview]:
+        """Return and clear the bytes to write, in order."""
+        out = self._out
+        self._out = []
+        return out
+
+    @property
+    def close_transport(self) -> bool:
+        """True once the transport should be closed after writing what is queued.
+
+        RFC 6455 §7.1.1: the server closes the TCP connection first, so a
+        client's flag turns true only at EOF (its I/O layer aborts after a
+        timeout when the server never closes).
+        """
+        return self._close_transport
+
+    def send(self, event: Event) -> None:
+        """Queue ``event`` for sending.
+
+        Raises :class:`InvalidState` when the state forbids it (data after a
+        Close, anything before the handshake) and :class:`LocalProtocolError`
+        for an event the protocol forbids (an oversized control payload, an
+        invalid close code, a fragment of the wrong type).
+        """
+        if isinstance(event, TextMessage):
+            self._send_data(_TEXT, event.data.encode("utf-8"), event.fin)
+        elif isinstance(event, BytesMessage):
+            self._send_data(_BINARY, event.data, event.fin)
+        elif isinstance(event, Ping):
+            self._send_control(_PING, event.payload)
+        elif isinstance(event, Pong):
+            self._send_control(_PONG, event.payload)
+        elif isinstance(event, Close):
+            self._send_close(event)
+        else:
+            self._send_handshake(event)
+
+    def fail(self, code: int, reason: str = "") -> None:
+        """Fail the connection on a local decision (a timeout, an internal error).
+
+        Queues a Close with ``code`` unless one was sent, then asks for the
+        transport to be closed.
+        """
+        if self.state is State.CONNECTING:
+            self.state = State.CLOSED
+            self._close_transport = True
+            return
+        self._fail_with_close(code, reason)
+
+    def closed_error(self) -> ConnectionClosed:
+        """The exception for an operation on the closed connection.
+
+        The code is the peer's close code; the one we sent when we failed
+        the connection; or 1006 when no Close frame was exchanged.
+        """
+        if self.close_received is not None:
+            return closed_exception(self.close_received.code, self.close_received.reason)
+        if self.close_sent is not None and self.failure is not None:
+            return closed_exception(self.close_sent.code, self.close_sent.reason)
+        return closed_exception(1006, "")
+
+    # -- receiving ------------------------------------------------------------
+
+    def _parse_frames(self) -> None:
+        frames = self._parser.parse(self._buffer)
+        try:
+            for fin, rsv1, opcode, payload in frames:
+                if opcode >= 0x8:
+                    self._on_control(opcode, payload)
+                    if self.close_received is not None:
+                        break
+                else:
+                    self._on_data(fin, rsv1, opcode, payload)
+        except (RemoteProtocolError, HandshakeError) as exc:
+            self.failure = exc
+            code = exc.close_code if isinstance(exc, RemoteProtocolError) else 1002
+            self._fail_with_close(code, str(exc))
+        finally:
+            frames.close()
+        if self.close_received is not None:
+            self._discard_input()
+
+    def _on_data(self, fin: bool, rsv1: bool, opcode: int, payload: bytes) -> None:
+        if opcode == _CONT:
+            if self._in_opcode is None:
+                raise RemoteProtocolError("continuation frame without a message to continue", 1002)
+            if rsv1:
+                raise RemoteProtocolError("RSV1 set on a continuation frame", 1002)
+        else:
+            if self._in_opcode is not None:
+                raise RemoteProtocolError("new message started before the last one finished", 1002)
+            if fin and not rsv1:
+                # The common case: a whole message in one uncompressed frame.
+                # Its size was checked against the frame limit, which is at
+                # most the message limit.
+                if opcode == _TEXT:
+                    self._events.append(TextMessage(_decode_text(payload)))
+                else:
+                    self._events.append(BytesMessage(payload))
+                return
+            self._in_opcode = opcode
+            self._in_compressed = rsv1
+            self._in_parts = []
+            self._in_size = 0
+            self._in_frames = 0
+            self._in_decoder = _Utf8Decoder() if opcode == _TEXT else None
+        self._in_frames += 1
+        max_fragments = self.limits.max_fragments
+        if max_fragments is not None and self._in_frames > max_fragments:
+            raise PayloadTooBig(f"message spans more than {max_fragments} frames")
+        max_size = self.limits.max_message_size
+        if self._in_compressed:
+            assert self._pmd is not None  # the parser refuses RSV1 without it
+            budget = None if max_size is None else max_size - self._in_size
+            data = self._pmd.decompress(payload, fin, budget)
+        else:
+            data = payload
+            if max_size is not None and self._in_size + len(data) > max_size:
+                raise PayloadTooBig(f"message exceeds the limit of {max_size} bytes")
+        self._in_size += len(data)
+        decoder = self._in_decoder
+        if decoder is not None:
+            # Checked fragment by fragment: invalid UTF-8 fails at the first
+            # fragment that holds it, not at the end of the message (§8.1).
+            try:
+                text = decoder.decode(data, fin)
+            except UnicodeDecodeError:
+                raise RemoteProtocolError("text message is not valid UTF-8", 1007) from None
+            self._in_parts.append(text)  # type: ignore[arg-type]
+        else:
+            self._in_parts.append(data)  # type: ignore[arg-type]
+        if fin:
+            parts = self._in_parts
+            if decoder is not None:
+                self._events.append(TextMessage("".join(parts)))  # type: ignore[arg-type]
+            else:
+                self._events.append(BytesMessage(b"".join(parts)))  # type: ignore[arg-type]
+            self._in_opcode = None
+            self._in_parts = []
+            self._in_decoder = None
+            self._parser.max_payload = self._frame_limit
+        else:
+            self._set_frame_budget()
+
+    def _set_frame_budget(self) -> None:
+        # A continuation frame may carry only what the message limit has
+        # left: refuse its header at once instead of buffering its payload.
+        limit = self._frame_limit
+        max_size = self.limits.max_message_size
+        if self._in_compressed:
+            self._parser.max_payload = None if limit is None else _compressed_slack(limit)
+        elif max_size is not None:
+            left = max_size - self._in_size
+            self._parser.max_payload = left if limit is None else min(limit, left)
+
+    def _on_control(self, opcode: int, payload: bytes) -> None:
+        if opcode == _PING:
+            # RFC 6455 §5.5.2: answer with a Pong carrying the same payload.
+            if self.state is State.OPEN:
+                self._out.extend(encode_frame(_PONG, payload, mask=self.is_client))
+            self._events.append(Ping(payload))
+        elif opcode == _PONG:
+            self._events.append(Pong(payload))
+        else:
+            code, reason = decode_close(payload)
+            received = Close(code, reason)
+            self.close_received = received
+            if self.close_sent is None:
+                # RFC 6455 §5.5.1: reply with a Close, echoing the code.
+                reply = Close(code, "") if code != 1005 else Close(1005, "")
+                self._out.extend(encode_frame(_CLOSE, encode_close(reply.code, ""), mask=self.is_client))
+                self.close_sent = reply
+            self.state = State.CLOSED
+            if not self.is_client:
+                self._close_transport = True
+            self._events.append(received)
+
+    def _discard_input(self) -> None:
+        self._buffer.clear()
+        self._in_parts = []
+        self._in_opcode = None
+        self._in_decoder = None
+
+    def _fail_with_close(self, code: int, reason: str) -> None:
+        # RFC 6455 §7.1.7: _Fail the WebSocket Connection_: send a Close
+        # (unless one was sent) and close the transport without waiting.
+        if self.close_sent is None and self.state in (State.OPEN, State.CLOSING):
+            reason = _truncate_reason(reason)
+            self._out.extend(encode_frame(_CLOSE, encode_close(code, reason), mask=self.is_client))
+            self.close_sent = Close(code, reason)
+        self.state = State.CLOSED
+        self._close_transport = True
+        self._discard_input()
+
+    # -- sending ------------------------------------------------------------
+
+    def _send_data(self, opcode: int, data: bytes | bytearray | memoryview, fin: bool) -> None:
+        if self.state is not State.OPEN:
+            raise InvalidState(f"cannot send data while the connection is {self.state.name}")
+        rsv1 = False
+        if self._out_opcode is None:
+            compressed = self._pmd is not None and self._pmd.should_compress(len(data))
+            self._out_compressed = compressed
+            rsv1 = compressed
+            frame_opcode = opcode
+        else:
+            if opcode != self._out_opcode:
+                raise LocalProtocolError("a fragmented message cannot change between text and bytes")
+            frame_opcode = _CONT
+        if self._out_compressed:
+            assert self._pmd is not None
+            data = self._pmd.compress(data, fin)
+        self._out.extend(encode_frame(frame_opcode, data, fin=fin, rsv1=rsv1, mask=self.is_client))
+        self._out_opcode = None if fin else opcode
+
+    def _send_control(self, opcode: int, payload: bytes) -> None:
+        if self.state is not State.OPEN:
+            raise InvalidState(f"cannot send a control frame while the connection is {self.state.name}")
+        if len(payload) > MAX_CONTROL_PAYLOAD:
+            raise LocalProtocolError("a control frame carries 125 bytes or less")
+        self._out.extend(encode_frame(opcode, payload, mask=self.is_client))
+
+    def _send_close(self, event: Close) -> None:
+        if self.state is not State.OPEN:
+            raise InvalidState(f"cannot send a Close frame while the connection is {self.state.name}")
+        payload = encode_close(event.code, event.reason)
+        self._out.extend(encode_frame(_CLOSE, payload, mask=self.is_client))
+        self.close_sent = event
+        self.state = State.CLOSING
+
+    def _send_handshake(self, event: Event) -> None:
+        raise LocalProtocolError(f"{type(event).__name__} cannot be sent by this side")
+
+    def _open(self, pmd: PerMessageDeflate | None, subprotocol: str | None, extensions: tuple[str, ...]) -> None:
+        self.state = State.OPEN
+        self._pmd = pmd
+        self._parser.allow_rsv1 = pmd is not None
+        self.subprotocol = subprotocol
+        self.extensions = extensions
+
+
+def _decode_text(payload: bytes) -> str:
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RemoteProtocolError("text message is not valid UTF-8", 1007) from None
+
+
+def _truncate_reason(reason: str) -> str:
+    encoded = reason.encode("utf-8")
+    if len(encoded) <= MAX_CONTROL_PAYLOAD - 2:
+        return reason
+    return encoded[: MAX_CONTROL_PAYLOAD - 2].decode("utf-8", "ignore")
+
+
+class ServerConnection(Connection):
+    """The server side: a :class:`Request` event first, then :class:`Accept` or :class:`Reject`.
+
+    Malformed HTTP (an unparseable head, an oversized line or header section)
+    is answered by the core itself with 400, 414 or 431; a well-formed request
+    that is not a valid upgrade comes out as a Request whose ``error`` holds
+    the status to answer with, so the server may serve it as plain HTTP.
+    """
+
+    is_client = False
+
+    def __init__(self, *, limits: Limits | None = None, compression: DeflateOptions | None = None) -> None:
+        limits = limits if limits is not None else Limits()
+        super().__init__(limits=limits, compression=compression)
+        self._handshake = ServerHandshake(limits=limits, compression=compression)
+        self.request: Request | None = None
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes received from the network."""
+        if self.state is State.CONNECTING and self.request is None:
+            self._handshake.receive_data(data)
+            try:
+                request = self._handshake.next_request()
+            except InvalidHandshake as exc:
+                self.failure = exc
+                self._out.append(ServerHandshake.error_response(exc))
+                self.state = State.CLOSED
+                self._close_transport = True
+                return
+            if request is not None:
+                self.request = request
+                self._events.append(request)
+                self._buffer += self._handshake.leftover
+            return
+        super().receive_data(data)
+
+    def _send_handshake(self, event: Event) -> None:
+        if self.state is not State.CONNECTING or self.request is None:
+            raise InvalidState("the handshake is answered once, after a Request")
+        if isinstance(event, Accept):
+            if self.request.error is not None:
+                raise LocalProtocolError(f"cannot accept an invalid upgrade request: {self.request.error}")
+            response, sent, pmd = self._handshake.accept(self.request, event)
+            self._out.append(response)
+            self._open(pmd, sent.subprotocol, sent.extensions)
+            if self._buffer:
+                self._parse_frames()
+        elif isinstance(event, Reject):
+            self._out.append(self._handshake.reject(event))
+            self.state = State.CLOSED
+            self._close_transport = True
+            self._buffer.clear()
+        else:
+            super()._send_handshake(event)
+
+
+class ClientConnection(Connection):
+    """The client side: the upgrade request is queued at once; then an :class:`Accept` or :class:`Reject`.
+
+    ``host`` is the Host header's value (with a non-default port) and
+    ``target`` the resource name (path and query).
+    """
+
+    is_client = True
+
+    def __init__(
+        self,
+        host: str,
+        target: str = "/",
+        *,
+        subprotocols: Sequence[str] = (),
+        headers: HeadersLike | None = None,
+        origin: str | None = None,
+        compression: DeflateOptions | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        limits = limits if limits is not None else Limits()
+        super().__init__(limits=limits, compression=compression)
+        self._handshake = ClientHandshake(
+            host,
+            target,
+            subprotocols=subprotocols,
+            headers=headers,
+            origin=origin,
+            compression=compression,
+            limits=limits,
+        )
+        self.response: Accept | Reject | None = None
+        self._out.append(self._handshake.request_bytes())
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes received from the network."""
+        if self.state is State.CONNECTING:
+            self._handshake.receive_data(data)
+            self._check_response()
+            return
+        super().receive_data(data)
+
+    def receive_eof(self) -> None:
+        """Tell the core the server closed its side."""
+        if self.state is State.CONNECTING:
+            self._handshake.receive_eof()
+            self._check_response()
+        super().receive_eof()
+
+    def _check_response(self) -> None:
+        try:
+            result = self._handshake.next_response()
+        except HandshakeError as exc:
+            self.failure = exc
+            self.state = State.CLOSED
+            self._close_transport = True
+            return
+        if result is None:
+            return
+        if isinstance(result, Reject):
+            self.response = result
+            self.state = State.CLOSED
+            self._close_transport = True
+            self._events.append(result)
+            return
+        accept, pmd = result
+        self.response = accept
+        self._open(pmd, accept.subprotocol, accept.extensions)
+        self._events.append(accept)
+        leftover = self._handshake.leftover
+        if leftover:
+            self._buffer += leftover
+            self._parse_frames()

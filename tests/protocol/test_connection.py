@@ -1,0 +1,421 @@
+"""The sans-I/O connection core: messages, control frames, closing, failures, limits."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import pytest
+
+from tests.helpers import ConnectionPair, flush
+from wsskit.exceptions import (
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    InvalidHandshake,
+    InvalidState,
+    LocalProtocolError,
+    PayloadTooBig,
+    RemoteProtocolError,
+)
+from wsskit.protocol.connection import ClientConnection, ServerConnection
+from wsskit.protocol.deflate import DeflateOptions
+from wsskit.protocol.events import Accept, BytesMessage, Close, Ping, Pong, Reject, Request, TextMessage
+from wsskit.protocol.frames import FrameParser, Opcode, encode_frame
+from wsskit.protocol.limits import Limits
+from wsskit.protocol.state import State
+
+
+def masked(opcode: int, payload: bytes, *, fin: bool = True, rsv1: bool = False) -> bytes:
+    """A frame as a client sends it."""
+    return b"".join(bytes(p) for p in encode_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=True))
+
+
+def server_frames(pair: ConnectionPair) -> list[tuple[bool, bool, int, bytes]]:
+    """Decode what the server queued (unmasked frames)."""
+    return list(FrameParser(expect_masked=False, max_payload=None, allow_rsv1=True).parse(bytearray(flush(pair.server))))
+
+
+def close_code_sent(pair: ConnectionPair) -> int:
+    frames = [f for f in server_frames(pair) if f[2] == Opcode.CLOSE]
+    assert len(frames) == 1, frames
+    return int(struct.unpack("!H", frames[0][3][:2])[0])
+
+
+# -- handshake and messages ---------------------------------------------------
+
+
+def test_handshake_opens_both_sides() -> None:
+    pair = ConnectionPair(subprotocols=("chat", "superchat"), accept=Accept(subprotocol="superchat"))
+    assert pair.client.state is State.OPEN
+    assert pair.server.state is State.OPEN
+    assert pair.request.path == "/chat"
+    assert pair.request.subprotocols == ("chat", "superchat")
+    assert pair.client.subprotocol == pair.server.subprotocol == "superchat"
+
+
+@pytest.mark.parametrize("data", ["", "hello", "é" * 100_000])
+def test_text_both_ways(data: str) -> None:
+    pair = ConnectionPair()
+    pair.client.send(TextMessage(data))
+    assert pair.to_server() == [TextMessage(data)]
+    pair.server.send(TextMessage(data))
+    assert pair.to_client() == [TextMessage(data)]
+
+
+def test_binary_both_ways() -> None:
+    pair = ConnectionPair()
+    pair.client.send(BytesMessage(b"\x00\xff" * 40_000))
+    assert pair.to_server() == [BytesMessage(b"\x00\xff" * 40_000)]
+    pair.server.send(BytesMessage(memoryview(b"abc")))
+    assert pair.to_client() == [BytesMessage(b"abc")]
+
+
+def test_fragmented_send_arrives_whole() -> None:
+    pair = ConnectionPair()
+    pair.client.send(TextMessage("hé", fin=False))
+    pair.client.send(TextMessage("llo", fin=False))
+    pair.client.send(Ping(b"mid"))  # control frames may interleave (§5.4)
+    pair.client.send(TextMessage("!", fin=True))
+    assert pair.to_server() == [Ping(b"mid"), TextMessage("héllo!")]
+    pair.server.send(BytesMessage(b"a", fin=False))
+    pair.server.send(BytesMessage(b"b"))
+    assert pair.to_client() == [Pong(b"mid"), BytesMessage(b"ab")]
+
+
+def test_fragment_type_cannot_change() -> None:
+    pair = ConnectionPair()
+    pair.client.send(TextMessage("a", fin=False))
+    with pytest.raises(LocalProtocolError):
+        pair.client.send(BytesMessage(b"b"))
+
+
+def test_utf8_split_across_fragments_is_valid() -> None:
+    pair = ConnectionPair()
+    encoded = "κόσμε".encode()
+    pair.server.receive_data(masked(Opcode.TEXT, encoded[:1], fin=False) + masked(Opcode.CONT, encoded[1:]))
+    assert pair.server.events_received() == [TextMessage("κόσμε")]
+
+
+def test_ping_is_answered_by_the_core() -> None:
+    pair = ConnectionPair()
+    pair.client.send(Ping(b"x"))
+    assert pair.to_server() == [Ping(b"x")]
+    assert pair.to_client() == [Pong(b"x")]
+
+
+def test_control_payload_limit_on_send() -> None:
+    pair = ConnectionPair()
+    with pytest.raises(LocalProtocolError):
+        pair.client.send(Ping(b"x" * 126))
+    pair.client.send(Pong(b"x" * 125))
+    assert pair.to_server() == [Pong(b"x" * 125)]
+
+
+# -- closing --------------------------------------------------------------------
+
+
+def test_client_initiated_close() -> None:
+    pair = ConnectionPair()
+    pair.client.send(Close(1000, "done"))
+    assert pair.client.state is State.CLOSING
+    with pytest.raises(InvalidState):
+        pair.client.send(TextMessage("late"))
+    assert pair.to_server() == [Close(1000, "done")]
+    assert pair.server.state is State.CLOSED
+    assert pair.server.close_transport  # RFC 6455 §7.1.1: the server closes TCP first
+    assert pair.to_client() == [Close(1000, "")]
+    assert pair.client.state is State.CLOSED
+    assert not pair.client.close_transport  # the client waits for the server's EOF
+    pair.client.receive_eof()
+    assert pair.client.close_transport
+    error = pair.client.closed_error()
+    assert isinstance(error, ConnectionClosedOK) and error.code == 1000
+    assert isinstance(pair.server.closed_error(), ConnectionClosedOK)
+
+
+def test_server_initiated_close_and_data_in_closing() -> None:
+    pair = ConnectionPair()
+    pair.server.send(Close(4000, "bye"))
+    pair.client.send(TextMessage("in flight"))
+    assert pair.to_client() == [Close(4000, "bye")]
+    # The server still reads what the client sent before its Close reply.
+    assert pair.to_server() == [TextMessage("in flight"), Close(4000, "")]
+    assert pair.server.state is State.CLOSED and pair.server.close_transport
+    error = pair.server.closed_error()
+    assert isinstance(error, ConnectionClosedError) and error.code == 4000
+
+
+def test_empty_close_is_1005_and_echoed_empty() -> None:
+    pair = ConnectionPair()
+    pair.server.receive_data(masked(Opcode.CLOSE, b""))
+    assert pair.server.events_received() == [Close(1005, "")]
+    assert server_frames(pair) == [(True, False, Opcode.CLOSE, b"")]
+    assert isinstance(pair.server.closed_error(), ConnectionClosedOK)
+
+
+def test_nothing_counts_after_close() -> None:
+    pair = ConnectionPair()
+    pair.server.receive_data(masked(Opcode.CLOSE, b"\x03\xe8") + masked(Opcode.TEXT, b"ignored"))
+    assert pair.server.events_received() == [Close(1000, "")]
+    pair.server.receive_data(masked(Opcode.TEXT, b"still ignored"))
+    assert pair.server.events_received() == []
+    with pytest.raises(InvalidState):
+        pair.server.send(Close())
+
+
+def test_eof_without_close_is_1006() -> None:
+    pair = ConnectionPair()
+    pair.server.receive_eof()
+    assert pair.server.state is State.CLOSED and pair.server.close_transport
+    error = pair.server.closed_error()
+    assert isinstance(error, ConnectionClosedError) and error.code == 1006
+
+
+def test_local_fail_sends_close() -> None:
+    pair = ConnectionPair()
+    pair.server.fail(1011, "keepalive ping timeout")
+    assert pair.server.close_transport
+    assert pair.to_client() == [Close(1011, "keepalive ping timeout")]
+    pair.server.fail(1011)  # a second failure sends nothing more
+    assert flush(pair.server) == b""
+
+
+def test_send_close_rules() -> None:
+    pair = ConnectionPair()
+    with pytest.raises(LocalProtocolError):
+        pair.client.send(Close(1006))
+    with pytest.raises(LocalProtocolError):
+        pair.client.send(Close(1000, "x" * 200))
+    pair.client.send(Close())
+    with pytest.raises(InvalidState):
+        pair.client.send(Close())
+
+
+# -- violations: the core queues the right Close and keeps no state ------------
+
+
+@pytest.mark.parametrize(
+    ("wire", "code"),
+    [
+        (encode_frame(Opcode.TEXT, b"unmasked"), 1002),
+        ([masked(Opcode.CONT, b"orphan")], 1002),
+        ([masked(Opcode.TEXT, b"a", fin=False) + masked(Opcode.TEXT, b"b")], 1002),
+        ([masked(Opcode.TEXT, b"\xff")], 1007),
+        ([masked(Opcode.TEXT, b"\xce", fin=True)], 1007),
+        ([masked(Opcode.BINARY, b"x", rsv1=True)], 1002),
+        ([masked(Opcode.CLOSE, b"\x03")], 1002),
+        ([masked(Opcode.CLOSE, b"\x03\xed")], 1002),  # 1005 on the wire
+        ([masked(Opcode.CLOSE, b"\x03\xe8\xc3")], 1007),
+        ([b"\x83\x80abcd"], 1002),  # reserved opcode
+    ],
+)
+def test_violations_close_with_the_right_code(wire: list[bytes], code: int) -> None:
+    pair = ConnectionPair()
+    pair.server.receive_data(b"".join(bytes(p) for p in wire))
+    assert pair.server.events_received() == []
+    assert isinstance(pair.server.failure, RemoteProtocolError)
+    assert pair.server.failure.close_code == code
+    assert pair.server.state is State.CLOSED and pair.server.close_transport
+    assert close_code_sent(pair) == code
+    assert pair.server.closed_error().code == code
+    # Anything after the violation is ignored.
+    pair.server.receive_data(masked(Opcode.TEXT, b"more"))
+    assert pair.server.events_received() == []
+
+
+def test_invalid_utf8_fails_fast_before_the_message_ends() -> None:
+    pair = ConnectionPair()
+    pair.server.receive_data(masked(Opcode.TEXT, b"ok", fin=False) + masked(Opcode.CONT, b"\xed\xa0\x80", fin=False))
+    assert pair.server.failure is not None
+    assert close_code_sent(pair) == 1007
+
+
+def test_client_refuses_masked_server_frames() -> None:
+    pair = ConnectionPair()
+    pair.client.receive_data(masked(Opcode.TEXT, b"masked"))
+    assert isinstance(pair.client.failure, RemoteProtocolError)
+    assert pair.client.close_transport  # failing closes at once, whatever the role
+
+
+# -- limits ---------------------------------------------------------------------
+
+
+def test_oversized_message_refused_from_its_header() -> None:
+    pair = ConnectionPair(server_limits=Limits(max_message_size=100))
+    header_only = masked(Opcode.BINARY, b"x" * 101)[:8]
+    pair.server.receive_data(header_only)
+    assert isinstance(pair.server.failure, PayloadTooBig)
+    assert close_code_sent(pair) == 1009
+
+
+def test_fragmented_message_limit_counts_the_whole_message() -> None:
+    pair = ConnectionPair(server_limits=Limits(max_message_size=100))
+    pair.server.receive_data(masked(Opcode.BINARY, b"x" * 60, fin=False))
+    assert pair.server.failure is None
+    # The continuation's header alone announces more than the 40 bytes left.
+    pair.server.receive_data(masked(Opcode.CONT, b"x" * 41)[:8])
+    assert isinstance(pair.server.failure, PayloadTooBig)
+    assert close_code_sent(pair) == 1009
+
+
+def test_message_exactly_at_limit_passes() -> None:
+    pair = ConnectionPair(server_limits=Limits(max_message_size=100))
+    pair.server.receive_data(masked(Opcode.BINARY, b"x" * 50, fin=False) + masked(Opcode.CONT, b"y" * 50))
+    assert pair.server.events_received() == [BytesMessage(b"x" * 50 + b"y" * 50)]
+    pair.server.receive_data(masked(Opcode.TEXT, b"z" * 100))
+    assert pair.server.events_received() == [TextMessage("z" * 100)]
+
+
+def test_fragment_count_limit() -> None:
+    pair = ConnectionPair(server_limits=Limits(max_fragments=3))
+    frames = masked(Opcode.BINARY, b"", fin=False) + masked(Opcode.CONT, b"", fin=False) * 3
+    pair.server.receive_data(frames)
+    assert isinstance(pair.server.failure, PayloadTooBig)
+    assert close_code_sent(pair) == 1009
+
+
+def test_no_limits_when_asked_by_name() -> None:
+    pair = ConnectionPair(server_limits=Limits(max_message_size=None, max_fragments=None))
+    pair.client.send(BytesMessage(b"x" * (2**21)))
+    assert pair.to_server() == [BytesMessage(b"x" * (2**21))]
+
+
+# -- compression ------------------------------------------------------------------
+
+
+def test_compressed_messages_round_trip() -> None:
+    pair = ConnectionPair(client_compression=DeflateOptions(), server_compression=DeflateOptions())
+    assert pair.client.extensions and pair.client.extensions[0].startswith("permessage-deflate")
+    for _ in range(3):
+        pair.client.send(TextMessage("spam " * 1000))
+        wire = flush(pair.client)
+        assert len(wire) < 500  # compressed, and the context carries over
+        pair.server.receive_data(wire)
+        assert pair.server.events_received() == [TextMessage("spam " * 1000)]
+    pair.server.send(BytesMessage(b"a" * 10, fin=False))
+    pair.server.send(BytesMessage(b"b" * 10))
+    assert pair.to_client() == [BytesMessage(b"a" * 10 + b"b" * 10)]
+
+
+def test_compression_bomb_costs_no_more_than_the_limit() -> None:
+    pair = ConnectionPair(
+        client_compression=DeflateOptions(),
+        server_compression=DeflateOptions(),
+        server_limits=Limits(max_message_size=1 << 16),
+    )
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    bomb = compressor.compress(b"\x00" * (1 << 24)) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    pair.server.receive_data(masked(Opcode.BINARY, bomb[:-4], rsv1=True))
+    assert isinstance(pair.server.failure, PayloadTooBig)
+    assert close_code_sent(pair) == 1009
+
+
+def test_uncompressed_peer_cannot_set_rsv1() -> None:
+    pair = ConnectionPair(client_compression=None, server_compression=DeflateOptions())
+    assert pair.server.extensions == ()
+    pair.server.receive_data(masked(Opcode.TEXT, b"x", rsv1=True))
+    assert close_code_sent(pair) == 1002
+
+
+# -- handshake outcomes --------------------------------------------------------------
+
+
+def test_server_reject_reaches_the_client() -> None:
+    client = ClientConnection("example.com", "/", compression=None)
+    server = ServerConnection()
+    server.receive_data(flush(client))
+    (request,) = server.events_received()
+    assert isinstance(request, Request) and request.is_upgrade
+    server.send(Reject(403, body=b"go away"))
+    assert server.state is State.CLOSED and server.close_transport
+    client.receive_data(flush(server))
+    (reject,) = client.events_received()
+    assert isinstance(reject, Reject) and reject.status == 403 and reject.body == b"go away"
+    assert client.state is State.CLOSED
+    with pytest.raises(InvalidState):
+        server.send(Accept())
+
+
+def test_malformed_request_is_answered_by_the_core() -> None:
+    server = ServerConnection()
+    server.receive_data(b"GARBAGE\r\n\r\n")
+    assert server.events_received() == []
+    assert isinstance(server.failure, InvalidHandshake)
+    assert flush(server).startswith(b"HTTP/1.1 400 ")
+    assert server.state is State.CLOSED and server.close_transport
+
+
+def test_plain_get_is_a_request_with_an_error() -> None:
+    server = ServerConnection()
+    server.receive_data(b"GET /echo HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    (request,) = server.events_received()
+    assert isinstance(request, Request) and not request.is_upgrade
+    assert request.error is not None and request.error.status == 426
+    with pytest.raises(LocalProtocolError):
+        server.send(Accept())
+
+
+def test_frames_sent_with_the_request_wait_for_accept() -> None:
+    client = ClientConnection("example.com", "/", compression=None)
+    client_bytes = flush(client)
+    # A client may not send frames before the 101 (§4.1), but a server should
+    # cope with a pipelining one: the frames are read once it accepts.
+    server = ServerConnection()
+    server.receive_data(client_bytes + masked(Opcode.TEXT, b"early"))
+    assert [type(e) for e in server.events_received()] == [Request]
+    server.send(Accept())
+    assert server.events_received() == [TextMessage("early")]
+
+
+def test_unbounded_data_before_accept_is_refused() -> None:
+    client = ClientConnection("example.com", "/", compression=None)
+    server = ServerConnection(limits=Limits(max_handshake_body=1000))
+    server.receive_data(flush(client))
+    server.receive_data(b"x" * 2000)
+    assert server.state is State.CLOSED and server.close_transport
+    assert isinstance(server.failure, InvalidHandshake)
+
+
+def test_client_eof_during_handshake_fails() -> None:
+    client = ClientConnection("example.com", "/")
+    client.receive_data(b"HTTP/1.1 101 Switching")
+    client.receive_eof()
+    assert isinstance(client.failure, InvalidHandshake)
+    assert client.state is State.CLOSED and client.close_transport
+    assert client.events_received() == []
+
+
+def test_client_refuses_a_bad_accept_key() -> None:
+    client = ClientConnection("example.com", "/")
+    flush(client)
+    client.receive_data(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n"
+    )
+    assert isinstance(client.failure, InvalidHandshake)
+    assert client.state is State.CLOSED
+    with pytest.raises(InvalidState):
+        client.send(TextMessage("no"))
+
+
+def test_frames_in_the_same_packet_as_the_101() -> None:
+    client = ClientConnection("example.com", "/", compression=None)
+    server = ServerConnection()
+    server.receive_data(flush(client))
+    server.events_received()
+    server.send(Accept())
+    server.send(TextMessage("first"))
+    client.receive_data(flush(server))
+    events = client.events_received()
+    assert [type(e) for e in events] == [Accept, TextMessage]
+    assert events[1] == TextMessage("first")
+
+
+def test_sending_before_the_handshake_is_refused() -> None:
+    client = ClientConnection("example.com", "/")
+    with pytest.raises(InvalidState):
+        client.send(TextMessage("too soon"))
+    with pytest.raises(LocalProtocolError):
+        client.send(Accept())
+    client.fail(1011)
+    assert client.state is State.CLOSED and client.close_transport
