@@ -1,0 +1,213 @@
+"""TLS contexts for wsskit clients and servers, secure by default.
+
+* :func:`client_context` verifies the server's certificate chain and host name
+  and refuses anything older than TLS 1.2.
+* :func:`server_context` follows Mozilla's *Server Side TLS* guidelines
+  (version 5.7): the ``"intermediate"`` profile (TLS 1.2 and 1.3, ECDHE with
+  AEAD ciphers only) or the ``"modern"`` profile (TLS 1.3 only).
+* :func:`default_client_context` is the shared verifying context used for a
+  ``wss://`` URI when no ``ssl=`` argument is given.
+
+Both sides offer ALPN ``http/1.1``: the WebSocket opening handshake is an
+HTTP/1.1 request (RFC 6455 §4.1), and announcing it keeps load balancers and
+servers that also speak HTTP/2 from picking ``h2`` for this connection.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import ssl
+from typing import Literal, Union
+
+__all__ = [
+    "ALPN_PROTOCOLS",
+    "INTERMEDIATE_CIPHERS",
+    "Profile",
+    "client_context",
+    "default_client_context",
+    "server_context",
+]
+
+#: A file system path as the :mod:`ssl` module accepts it.
+StrPath = Union[str, "os.PathLike[str]"]
+
+#: The TLS profiles of :func:`server_context`, named after Mozilla's.
+Profile = Literal["intermediate", "modern"]
+
+#: ALPN protocol ids offered by both sides (RFC 7301).
+ALPN_PROTOCOLS = ("http/1.1",)
+
+#: TLS 1.2 cipher suites of Mozilla's intermediate profile, without the DHE
+#: suites: finite-field DH needs a parameters file and buys nothing over ECDHE
+#: for any client that speaks TLS 1.2. Forward secrecy and AEAD only.
+INTERMEDIATE_CIPHERS = ":".join(
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    )
+)
+
+# Key exchange groups to offer, best first: Mozilla's X25519, P-256 and P-384,
+# led by the post-quantum hybrid X25519MLKEM768 where OpenSSL has it (3.5+),
+# so restricting the list never drops protection OpenSSL would have given.
+_GROUP_CHOICES = (
+    "X25519MLKEM768:X25519:prime256v1:secp384r1",
+    "X25519:prime256v1:secp384r1",
+    "prime256v1:secp384r1",  # builds without X25519 (FIPS mode)
+)
+
+
+def client_context(
+    cafile: StrPath | None = None,
+    certfile: StrPath | None = None,
+    keyfile: StrPath | None = None,
+    *,
+    capath: StrPath | None = None,
+    cadata: str | bytes | None = None,
+) -> ssl.SSLContext:
+    """Return a new client context that verifies the server.
+
+    The context requires a certificate chain that leads to a trusted CA
+    (``CERT_REQUIRED``) and a certificate that names the host the client
+    connects to (``check_hostname``; IP addresses are matched against the
+    certificate's IP address entries). TLS 1.2 is the minimum version.
+
+    Trust comes from ``cafile``, ``capath`` or ``cadata`` when any is given
+    (only those CAs are then trusted), otherwise from the system's default
+    CAs, which honour the ``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` environment
+    variables. With ``certfile`` (and ``keyfile`` unless the key is in the
+    same file) the client presents a certificate for mutual TLS.
+
+    Raises :class:`FileNotFoundError` if a file is missing and
+    :class:`ssl.SSLError` if a file does not hold what it should (or the key
+    does not match the certificate).
+    """
+    if keyfile is not None and certfile is None:
+        raise ValueError("keyfile given without certfile")
+    context = ssl.create_default_context(
+        ssl.Purpose.SERVER_AUTH, cafile=cafile, capath=capath, cadata=cadata
+    )
+    # create_default_context already sets these; state them so that a change
+    # of default in a future Python cannot weaken wsskit silently.
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.check_hostname = True
+    # RFC 8996 deprecates TLS 1.0 and 1.1.
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.options |= ssl.OP_NO_COMPRESSION  # CRIME
+    context.set_alpn_protocols(list(ALPN_PROTOCOLS))
+    if certfile is not None:
+        context.load_cert_chain(certfile, keyfile)
+    return context
+
+
+@functools.lru_cache(maxsize=1)
+def default_client_context() -> ssl.SSLContext:
+    """Return the process-wide default client context.
+
+    It is built once by :func:`client_context` with the system's CAs and then
+    shared: loading the system trust store takes milliseconds, too long to
+    repeat for every connection, and sharing also shares TLS session state.
+    Do not modify it; call :func:`client_context` for a context of your own.
+    ``default_client_context.cache_clear()`` makes the next call rebuild it,
+    for example after the system trust store or ``SSL_CERT_FILE`` changed.
+    """
+    return client_context()
+
+
+def server_context(
+    certfile: StrPath,
+    keyfile: StrPath | None = None,
+    *,
+    profile: Profile = "intermediate",
+    client_cafile: StrPath | None = None,
+    require_client_certificate: bool = True,
+) -> ssl.SSLContext:
+    """Return a new server context configured after Mozilla's Server Side TLS.
+
+    ``profile="intermediate"`` (the default, Mozilla's recommendation for
+    general-purpose servers) allows TLS 1.2 and 1.3 and, for TLS 1.2, only
+    ECDHE key exchange with AES-GCM or ChaCha20-Poly1305. ``profile="modern"``
+    allows TLS 1.3 only. Both disable compression, renegotiation and
+    stateless session tickets, and let the client choose the cipher.
+
+    ``certfile`` holds the certificate chain, leaf first; ``keyfile`` the
+    private key, unless it is in ``certfile``. Call
+    ``context.load_cert_chain()`` again to replace the certificate without
+    restarting: later handshakes use the new one.
+
+    With ``client_cafile`` the server asks for a client certificate issued by
+    one of the CAs in that file (mutual TLS); it requires one unless
+    ``require_client_certificate`` is false, in which case clients without a
+    certificate are let in and the application decides.
+
+    Raises :class:`ValueError` for an unknown profile,
+    :class:`FileNotFoundError` if a file is missing and :class:`ssl.SSLError`
+    if a file does not hold what it should.
+    """
+    if profile not in ("intermediate", "modern"):
+        raise ValueError(f"unknown TLS profile {profile!r}; expected 'intermediate' or 'modern'")
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if profile == "modern":
+        # Mozilla modern: TLS 1.3 only. Its three cipher suites (AES-128-GCM,
+        # AES-256-GCM, ChaCha20-Poly1305) are OpenSSL's TLS 1.3 default,
+        # which the ssl module cannot change anyway.
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+    else:
+        # Mozilla intermediate: TLS 1.2 and 1.3 (RFC 8996 retires 1.0 and 1.1).
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers(INTERMEDIATE_CIPHERS)
+    context.maximum_version = ssl.TLSVersion.MAXIMUM_SUPPORTED
+
+    # No TLS compression: CRIME (Mozilla: "compression: off").
+    context.options |= ssl.OP_NO_COMPRESSION
+    # No renegotiation: TLS 1.3 has none, and for TLS 1.2 it is a
+    # denial-of-service lever and the root of the 2009 prefix attack.
+    context.options |= ssl.OP_NO_RENEGOTIATION
+    # Mozilla 5.x: every offered cipher is strong, so the client picks (a
+    # phone without AES hardware prefers ChaCha20). Python's server contexts
+    # turn server preference on; turn it off.
+    context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
+    # Mozilla's generated configurations turn session tickets off
+    # ("ssl_session_tickets off"): the ticket key is never rotated by the ssl
+    # module and lives as long as the process, so its theft would expose every
+    # recorded session, defeating forward secrecy. Resumption still works
+    # through the server-side session cache (session ids; stateful tickets
+    # under TLS 1.3).
+    context.options |= ssl.OP_NO_TICKET
+    # Fresh ECDH keys per handshake (already OpenSSL's behaviour; stated for
+    # older builds).
+    context.options |= ssl.OP_SINGLE_ECDH_USE
+    _set_groups(context)
+
+    context.set_alpn_protocols(list(ALPN_PROTOCOLS))
+    context.load_cert_chain(certfile, keyfile)
+
+    if client_cafile is not None:
+        context.load_verify_locations(cafile=client_cafile)
+        context.verify_mode = ssl.CERT_REQUIRED if require_client_certificate else ssl.CERT_OPTIONAL
+    return context
+
+
+def _set_groups(context: ssl.SSLContext) -> None:
+    """Restrict key exchange to Mozilla's groups where the ssl module allows it.
+
+    ``SSLContext.set_groups`` (newer Pythons) takes a list. Older versions only
+    offer ``set_ecdh_curve``, which allows a single curve and would lock out
+    clients that lack it; there OpenSSL's default list stays, which holds
+    X25519, P-256 and P-384 and nothing weaker than P-256.
+    """
+    set_groups = getattr(context, "set_groups", None)
+    if set_groups is None:
+        return
+    for groups in _GROUP_CHOICES:
+        try:
+            set_groups(groups)
+        except (ssl.SSLError, ValueError):
+            continue  # a group this OpenSSL lacks; try a shorter list
+        return
