@@ -419,3 +419,41 @@ def test_sending_before_the_handshake_is_refused() -> None:
         client.send(Accept())
     client.fail(1011)
     assert client.state is State.CLOSED and client.close_transport
+
+
+@pytest.mark.parametrize("split", [3, 5, 8, 9])
+def test_invalid_utf8_fails_fast_inside_a_frame(split: int) -> None:
+    # Autobahn 6.4.3: one frame sent in chops; the invalid part must close
+    # the connection before the rest of the frame arrives.
+    pair = ConnectionPair()
+    payload = b"ok\xce\xba" + b"\xf4\x90\x80\x80" + b"tail"
+    frame = masked(Opcode.TEXT, payload)
+    pair.server.receive_data(frame[: 6 + 4])  # header + key + "ok" + a valid 2-byte char
+    assert pair.server.failure is None
+    pair.server.receive_data(frame[6 + 4 : 6 + split + 2])
+    if split + 2 > 6:
+        assert pair.server.failure is not None
+        assert close_code_sent(pair) == 1007
+    else:
+        assert pair.server.failure is None
+
+
+def test_partial_check_follows_the_message_decoder_across_frames() -> None:
+    pair = ConnectionPair()
+    euro = "€".encode()
+    first = masked(Opcode.TEXT, b"a" + euro[:1], fin=False)
+    second = masked(Opcode.CONT, euro[1:] + b"b" * 50)
+    pair.server.receive_data(first + second[:8])  # the continuation's first bytes finish the €
+    assert pair.server.failure is None
+    pair.server.receive_data(second[8:])
+    assert pair.server.events_received() == [TextMessage("a€" + "b" * 50)]
+
+
+def test_partial_text_checked_once_per_byte_and_valid_when_whole() -> None:
+    pair = ConnectionPair()
+    text = "ünïcödé " * 2000
+    frame = masked(Opcode.TEXT, text.encode())
+    for i in range(0, len(frame), 1000):
+        pair.server.receive_data(frame[i : i + 1000])
+    assert pair.server.events_received() == [TextMessage(text)]
+    assert pair.server.failure is None

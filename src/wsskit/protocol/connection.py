@@ -36,6 +36,7 @@ from .frames import MAX_CONTROL_PAYLOAD, FrameParser, Opcode, decode_close, enco
 from .handshake import ClientHandshake, ServerHandshake
 from .headers import HeadersLike
 from .limits import Limits
+from .mask import apply_mask
 from .state import State
 
 __all__ = ["Connection", "ClientConnection", "ServerConnection", "State"]
@@ -89,6 +90,8 @@ class Connection:
         # The message being sent in fragments: its opcode and compression.
         self._out_opcode: int | None = None
         self._out_compressed = False
+        # The UTF-8 check of a text frame still arriving: (decoder, bytes checked).
+        self._probe: tuple[codecs.IncrementalDecoder, int] | None = None
 
     # -- the contract -------------------------------------------------------
 
@@ -187,12 +190,15 @@ class Connection:
         frames = self._parser.parse(self._buffer)
         try:
             for fin, rsv1, opcode, payload in frames:
+                self._probe = None
                 if opcode >= 0x8:
                     self._on_control(opcode, payload)
                     if self.close_received is not None:
                         break
                 else:
                     self._on_data(fin, rsv1, opcode, payload)
+            if self._buffer and self.state is not State.CLOSED:
+                self._check_partial_text()
         except (RemoteProtocolError, HandshakeError) as exc:
             self.failure = exc
             code = exc.close_code if isinstance(exc, RemoteProtocolError) else 1002
@@ -201,6 +207,48 @@ class Connection:
             frames.close()
         if self.close_received is not None:
             self._discard_input()
+
+    def _check_partial_text(self) -> None:
+        # RFC 6455 §8.1 asks to fail as soon as invalid UTF-8 is seen: check
+        # the part of an uncompressed text frame that has arrived, instead of
+        # waiting for its last byte. Each byte is checked once: the probe
+        # remembers how far it got in the frame at the head of the buffer.
+        buf = self._buffer
+        if len(buf) < 2 or buf[0] & 0x40:
+            return
+        opcode = buf[0] & 0x0F
+        if opcode == _TEXT:
+            state = None
+        elif opcode == _CONT and self._in_decoder is not None and not self._in_compressed:
+            state = self._in_decoder.getstate()
+        else:
+            return
+        length = buf[1] & 0x7F
+        header = 2 if length < 126 else 4 if length == 126 else 10
+        key: bytes | None = None
+        if buf[1] & 0x80:
+            header += 4
+            if len(buf) < header:
+                return
+            key = bytes(buf[header - 4 : header])
+        if self._probe is None:
+            decoder = _Utf8Decoder()
+            if state is not None:
+                decoder.setstate(state)
+            self._probe = (decoder, 0)
+        decoder, done = self._probe
+        start = header + done
+        if len(buf) <= start:
+            return
+        chunk: bytes | memoryview = memoryview(buf)[start:]
+        if key is not None:
+            shift = done % 4
+            chunk = apply_mask(chunk, key[shift:] + key[:shift])
+        try:
+            decoder.decode(chunk, False)
+        except UnicodeDecodeError:
+            raise RemoteProtocolError("text message is not valid UTF-8", 1007) from None
+        self._probe = (decoder, len(buf) - header)
 
     def _on_data(self, fin: bool, rsv1: bool, opcode: int, payload: bytes) -> None:
         if opcode == _CONT:
