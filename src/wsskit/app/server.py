@@ -113,14 +113,16 @@ async def start(config: ServeConfig) -> Server:
 
 async def run(config: ServeConfig) -> None:
     """Serve until SIGINT or SIGTERM, then close every connection with 1001 and return."""
-    server = await start(config)
-    stop = asyncio.get_running_loop().create_future()
     loop = asyncio.get_running_loop()
+    stop: asyncio.Future[int] = loop.create_future()
+    # Handlers go in before the socket opens: a signal that arrives as soon
+    # as "serving" is printed must drain, not kill the process.
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, lambda s=sig: stop.done() or stop.set_result(s))
         except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
             pass
+    server = await start(config)
     received = await stop
     log.info("%s received: closing connections with 1001", signal.Signals(received).name)
     server.close()

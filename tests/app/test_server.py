@@ -1,0 +1,207 @@
+"""`wsskit serve` as a user runs it: a real process, real TLS, a peer library as the client."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import websockets
+from websockets.asyncio.client import connect as peer_connect
+from websockets.exceptions import ConnectionClosed as PeerConnectionClosed
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServeProcess:
+    """`python -m wsskit serve ...` with its stderr collected line by line."""
+
+    def __init__(self, tmp_path: Path, *args: str) -> None:
+        self.port = _free_port()
+        self.lines: list[str] = []
+        env = {**os.environ, "WSSKIT_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "wsskit", "serve", "--port", str(self.port), *args],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+        self.wait_for("wsskit: serving ")
+
+    def wait_for(self, needle: str) -> str:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+            if needle in line:
+                return line
+        raise AssertionError(f"server exited before printing {needle!r}: {self.lines}")
+
+    def ca_path(self) -> str:
+        for line in self.lines:
+            match = re.search(r"--cacert (\S+)", line)
+            if match:
+                return match.group(1)
+        raise AssertionError(f"no CA path printed: {self.lines}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout=15)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+        assert self.proc.stderr is not None
+        self.lines.extend(line.rstrip("\n") for line in self.proc.stderr)
+        return code
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[ServeProcess]:
+    server = ServeProcess(tmp_path)
+    yield server
+    if server.proc.poll() is None:
+        server.proc.kill()
+        server.proc.wait()
+
+
+def _client_context(ca: str) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=ca)
+
+
+def test_startup_lines_tell_where_the_ca_is(served: ServeProcess) -> None:
+    text = "\n".join(served.lines)
+    assert f"wsskit: serving wss://127.0.0.1:{served.port} (echo at /echo)" in text
+    assert "dev certificate for localhost, 127.0.0.1, ::1 signed by the local CA at" in text
+    assert Path(served.ca_path()).is_file()
+
+
+async def test_peer_library_echoes_text_and_binary_over_wss(served: ServeProcess) -> None:
+    uri = f"wss://127.0.0.1:{served.port}/echo"
+    async with peer_connect(uri, ssl=_client_context(served.ca_path())) as ws:
+        await ws.send("Hello World!")
+        assert await ws.recv() == "Hello World!"
+        await ws.send(b"\x00\x01\xfe\xff")
+        assert await ws.recv() == b"\x00\x01\xfe\xff"
+        await ws.send(["frag", "mented"])
+        assert await ws.recv() == "fragmented"
+    served.wait_for("closed 1000")
+    opened = [line for line in served.lines if "opened /echo" in line]
+    assert len(opened) == 1
+
+
+async def test_localhost_name_verifies_too(served: ServeProcess) -> None:
+    async with peer_connect(f"wss://localhost:{served.port}/echo", ssl=_client_context(served.ca_path())) as ws:
+        await ws.send("by name")
+        assert await ws.recv() == "by name"
+
+
+async def test_untrusting_client_is_refused(served: ServeProcess) -> None:
+    with pytest.raises(ssl.SSLCertVerificationError):
+        async with peer_connect(f"wss://127.0.0.1:{served.port}/echo", ssl=ssl.create_default_context()):
+            pass
+
+
+def _raw_http(port: int, ca: str, request: bytes) -> bytes:
+    context = _client_context(ca)
+    with socket.create_connection(("127.0.0.1", port)) as raw, context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.sendall(request)
+        chunks = []
+        while chunk := tls.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def test_plain_get_gets_426_and_unknown_path_404(served: ServeProcess) -> None:
+    ca = served.ca_path()
+    response = _raw_http(served.port, ca, b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert response.startswith(b"HTTP/1.1 426 ")
+    assert b"Sec-WebSocket-Version: 13" in response
+    response = _raw_http(served.port, ca, b"GET /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert response.startswith(b"HTTP/1.1 404 ")
+    response = _raw_http(served.port, ca, b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert response.startswith(b"HTTP/1.1 405 ")
+    response = _raw_http(
+        served.port,
+        ca,
+        b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+    )
+    assert response.startswith(b"HTTP/1.1 426 ")
+
+
+async def test_violating_frame_closes_that_connection_only(served: ServeProcess) -> None:
+    context = _client_context(served.ca_path())
+    async with peer_connect(f"wss://127.0.0.1:{served.port}/echo", ssl=context) as healthy:
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port, ssl=context, server_hostname="127.0.0.1")
+        writer.write(
+            b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 ")
+        writer.write(b"\x81\x02hi")  # an unmasked client frame: RFC 6455 §5.1 says fail with 1002
+        header = await reader.readexactly(2)
+        assert header[0] == 0x88  # an unmasked Close frame
+        payload = await reader.readexactly(header[1])
+        assert payload[:2] == b"\x03\xea"  # 1002
+        assert b"not masked" in payload[2:]
+        assert await reader.read() == b""  # and the server closes the TCP connection
+        writer.close()
+        await healthy.send("still here")
+        assert await healthy.recv() == "still here"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_signal_closes_clients_with_1001_and_exits_0(served: ServeProcess, sig: int) -> None:
+    context = _client_context(served.ca_path())
+    async with peer_connect(f"wss://127.0.0.1:{served.port}/echo", ssl=context) as ws:
+        await ws.send("x")
+        await ws.recv()
+        loop = asyncio.get_running_loop()
+        code = loop.run_in_executor(None, served.stop, sig)
+        with pytest.raises(PeerConnectionClosed) as info:
+            await ws.recv()
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+        assert await code == 0
+
+
+def test_no_tls_warns_beyond_loopback(tmp_path: Path) -> None:
+    server = ServeProcess(tmp_path, "--no-tls", "--host", "0.0.0.0")
+    try:
+        assert any("warning" in line and "plain ws://" in line for line in server.lines)
+        assert any(f"serving ws://0.0.0.0:{server.port}" in line for line in server.lines)
+    finally:
+        assert server.stop() == 0
+
+
+async def test_no_tls_on_loopback_is_quiet_and_serves_ws(tmp_path: Path) -> None:
+    server = ServeProcess(tmp_path, "--no-tls", "--max-size", "1KiB")
+    try:
+        assert not any("warning" in line for line in server.lines)
+        async with peer_connect(f"ws://127.0.0.1:{server.port}/echo") as ws:
+            await ws.send("a" * 1024)
+            assert await ws.recv() == "a" * 1024
+            await ws.send("a" * 1025)
+            with pytest.raises(PeerConnectionClosed) as info:
+                await ws.recv()
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+    finally:
+        assert server.stop() == 0
+
+
+def test_websockets_is_the_peer_library() -> None:
+    # The interop claims above are only worth something against the real library.
+    assert int(websockets.__version__.split(".")[0]) >= 13
