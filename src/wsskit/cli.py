@@ -54,20 +54,34 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run a wss:// server with an echo endpoint at /echo")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8443, help="port to listen on (default 8443)")
-    serve.add_argument("--cert", type=Path, help="certificate chain (PEM); default: the local dev certificate")
+    serve.add_argument(
+        "--cert", type=Path, help="certificate chain (PEM); default: the local dev certificate"
+    )
     serve.add_argument("--key", type=Path, help="private key of --cert (PEM)")
     serve.add_argument("--no-tls", action="store_true", help="serve plain ws:// (no encryption)")
-    serve.add_argument("--profile", choices=("intermediate", "modern"), default="intermediate",
-                       help="Mozilla TLS profile (default intermediate)")
-    serve.add_argument("--max-size", type=_size, default=2**20,
-                       help="largest message accepted, e.g. 1MiB (default) or 'none'")
-    serve.add_argument("--cert-dir", type=Path, help="where the dev CA lives (default: the user's data folder)")
+    serve.add_argument(
+        "--profile",
+        choices=("intermediate", "modern"),
+        default="intermediate",
+        help="Mozilla TLS profile (default intermediate)",
+    )
+    serve.add_argument(
+        "--max-size",
+        type=_size,
+        default=2**20,
+        help="largest message accepted, e.g. 1MiB (default) or 'none'",
+    )
+    serve.add_argument(
+        "--cert-dir", type=Path, help="where the dev CA lives (default: the user's data folder)"
+    )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
     cert = commands.add_parser("cert", help="make or show the local development CA and certificate")
     cert.add_argument("--dir", type=Path, help="where the dev CA lives (default: the user's data folder)")
     cert_commands = cert.add_subparsers(dest="cert_command")
-    trust = cert_commands.add_parser("trust", help="how to trust the dev CA (--install: add it to this system)")
+    trust = cert_commands.add_parser(
+        "trust", help="how to trust the dev CA (--install: add it to this system)"
+    )
     trust.add_argument("--install", action="store_true", help="install into the system trust store (root)")
     client = cert_commands.add_parser("client", help="issue a client certificate signed by the dev CA")
     client.add_argument("name", help="the client's name (certificate subject)")

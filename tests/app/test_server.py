@@ -103,7 +103,9 @@ async def test_peer_library_echoes_text_and_binary_over_wss(served: ServeProcess
 
 
 async def test_localhost_name_verifies_too(served: ServeProcess) -> None:
-    async with peer_connect(f"wss://localhost:{served.port}/echo", ssl=_client_context(served.ca_path())) as ws:
+    async with peer_connect(
+        f"wss://localhost:{served.port}/echo", ssl=_client_context(served.ca_path())
+    ) as ws:
         await ws.send("by name")
         assert await ws.recv() == "by name"
 
@@ -116,7 +118,10 @@ async def test_untrusting_client_is_refused(served: ServeProcess) -> None:
 
 def _raw_http(port: int, ca: str, request: bytes) -> bytes:
     context = _client_context(ca)
-    with socket.create_connection(("127.0.0.1", port)) as raw, context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port)) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
         tls.sendall(request)
         chunks = []
         while chunk := tls.recv(65536):
@@ -145,7 +150,9 @@ def test_plain_get_gets_426_and_unknown_path_404(served: ServeProcess) -> None:
 async def test_violating_frame_closes_that_connection_only(served: ServeProcess) -> None:
     context = _client_context(served.ca_path())
     async with peer_connect(f"wss://127.0.0.1:{served.port}/echo", ssl=context) as healthy:
-        reader, writer = await asyncio.open_connection("127.0.0.1", served.port, ssl=context, server_hostname="127.0.0.1")
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", served.port, ssl=context, server_hostname="127.0.0.1"
+        )
         writer.write(
             b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"

@@ -32,7 +32,11 @@ def masked(opcode: int, payload: bytes, *, fin: bool = True, rsv1: bool = False)
 
 def server_frames(pair: ConnectionPair) -> list[tuple[bool, bool, int, bytes]]:
     """Decode what the server queued (unmasked frames)."""
-    return list(FrameParser(expect_masked=False, max_payload=None, allow_rsv1=True).parse(bytearray(flush(pair.server))))
+    return list(
+        FrameParser(expect_masked=False, max_payload=None, allow_rsv1=True).parse(
+            bytearray(flush(pair.server))
+        )
+    )
 
 
 def close_code_sent(pair: ConnectionPair) -> int:
@@ -225,7 +229,9 @@ def test_violations_close_with_the_right_code(wire: list[bytes], code: int) -> N
 
 def test_invalid_utf8_fails_fast_before_the_message_ends() -> None:
     pair = ConnectionPair()
-    pair.server.receive_data(masked(Opcode.TEXT, b"ok", fin=False) + masked(Opcode.CONT, b"\xed\xa0\x80", fin=False))
+    pair.server.receive_data(
+        masked(Opcode.TEXT, b"ok", fin=False) + masked(Opcode.CONT, b"\xed\xa0\x80", fin=False)
+    )
     assert pair.server.failure is not None
     assert close_code_sent(pair) == 1007
 

@@ -53,7 +53,9 @@ frame_strategy = st.tuples(
 
 
 @given(st.lists(frame_strategy, min_size=1, max_size=4), st.booleans(), st.data())
-def test_round_trip_in_every_split(frames: list[tuple[int, bytes, bool]], masked: bool, data: st.DataObject) -> None:
+def test_round_trip_in_every_split(
+    frames: list[tuple[int, bytes, bool]], masked: bool, data: st.DataObject
+) -> None:
     wire = b"".join(_wire(*encode_frame(op, payload, fin=fin, mask=masked)) for op, payload, fin in frames)
     cuts = data.draw(st.lists(st.integers(0, len(wire)), max_size=8))
     expected = [(fin, False, int(op), payload) for op, payload, fin in frames]

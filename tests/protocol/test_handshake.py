@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import importlib.metadata
 import itertools
 
 import pytest
@@ -17,7 +16,6 @@ from wsskit.protocol.handshake import (
     GUID,
     ClientHandshake,
     ServerHandshake,
-    _user_agent,
     accept_key,
     make_key,
 )
@@ -504,7 +502,7 @@ def test_request_bytes() -> None:
         "example.com:8443",
         "/chat?x=1",
         subprotocols=["chat", "superchat"],
-        headers={"X-Extra": "1", "Cookie": "a=b"},
+        headers={"User-Agent": "wsskit/test", "X-Extra": "1", "Cookie": "a=b"},
         origin="https://example.com",
         key=RFC_KEY,
     )
@@ -533,7 +531,7 @@ def test_request_bytes() -> None:
     assert head.headers["Sec-WebSocket-Version"] == "13"
     assert head.headers["Sec-WebSocket-Protocol"] == "chat, superchat"
     assert head.headers["Origin"] == "https://example.com"
-    assert head.headers["User-Agent"].startswith("wsskit")
+    assert head.headers["User-Agent"] == "wsskit/test"
 
 
 def test_request_bytes_minimal() -> None:
@@ -548,24 +546,10 @@ def test_request_bytes_minimal() -> None:
     assert ClientHandshake("h", "/").key != ClientHandshake("h", "/").key
 
 
-def test_request_user_agent_version(monkeypatch: pytest.MonkeyPatch) -> None:
-    def parse(handshake: ClientHandshake) -> str:
-        head = parse_request_head(handshake.request_bytes(), LIMITS)
-        assert head is not None
-        return head[0].headers["User-Agent"]
-
-    _user_agent.cache_clear()
-    assert parse(ClientHandshake("h", "/")) == f"wsskit/{importlib.metadata.version('wsskit')}"
-
-    def missing(name: str) -> str:
-        raise importlib.metadata.PackageNotFoundError(name)
-
-    monkeypatch.setattr(importlib.metadata, "version", missing)
-    _user_agent.cache_clear()
-    try:
-        assert parse(ClientHandshake("h", "/")) == "wsskit"
-    finally:
-        _user_agent.cache_clear()
+def test_request_adds_no_user_agent_of_its_own() -> None:
+    head = parse_request_head(ClientHandshake("h", "/").request_bytes(), LIMITS)
+    assert head is not None
+    assert "User-Agent" not in head[0].headers
 
 
 def test_request_user_agent_override() -> None:
@@ -1054,7 +1038,7 @@ def test_our_client_against_websockets_server() -> None:
     peer.receive_data(client_hs.request_bytes())
     [peer_request] = peer.events_received()
     assert isinstance(peer_request, PeerRequest)
-    assert peer_request.headers["User-Agent"].startswith("wsskit")
+    assert "User-Agent" not in peer_request.headers  # the core adds none; connect() does
     peer.send_response(peer.accept(peer_request))
     for chunk in peer.data_to_send():
         client_hs.receive_data(chunk)

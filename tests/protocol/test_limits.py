@@ -20,7 +20,9 @@ def test_defaults_are_on() -> None:
     ("message", "frame", "effective"),
     [(100, None, 100), (100, 50, 50), (50, 100, 50), (None, 70, 70), (None, None, None)],
 )
-def test_frame_limit_is_the_tighter_one(message: int | None, frame: int | None, effective: int | None) -> None:
+def test_frame_limit_is_the_tighter_one(
+    message: int | None, frame: int | None, effective: int | None
+) -> None:
     assert Limits(max_message_size=message, max_frame_size=frame).frame_limit == effective
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import signal
@@ -75,16 +76,24 @@ def _ssl_context(config: ServeConfig) -> ssl.SSLContext | None:
     if not config.tls:
         if not _is_loopback(config.host):
             log.warning(
-                "serving plain ws:// on %s: traffic is readable and forgeable on the network; use TLS", config.host
+                "serving plain ws:// on %s: traffic is readable and forgeable on the network; use TLS",
+                config.host,
             )
         return None
     if config.certfile is not None:
         return tls.server_context(config.certfile, config.keyfile, profile=config.profile)  # type: ignore[arg-type]
     paths, created = ensure_dev_certificates(config.cert_dir)
     verb = "created" if created else "using"
-    log.info("%s dev certificate for localhost, 127.0.0.1, ::1 signed by the local CA at %s", verb, paths.ca_cert)
+    log.info(
+        "%s dev certificate for localhost, 127.0.0.1, ::1 signed by the local CA at %s", verb, paths.ca_cert
+    )
     log.info("trust it with:  --cacert %s   (or: wsskit cert trust)", paths.ca_cert)
     return tls.server_context(paths.cert, paths.key, profile=config.profile)  # type: ignore[arg-type]
+
+
+def _resolve(future: asyncio.Future[int], value: int) -> None:
+    if not future.done():
+        future.set_result(value)
 
 
 def _is_loopback(host: str) -> bool:
@@ -118,10 +127,8 @@ async def run(config: ServeConfig) -> None:
     # Handlers go in before the socket opens: a signal that arrives as soon
     # as "serving" is printed must drain, not kill the process.
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, lambda s=sig: stop.done() or stop.set_result(s))
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
-            pass
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows has no such handlers
+            loop.add_signal_handler(sig, _resolve, stop, sig)
     server = await start(config)
     received = await stop
     log.info("%s received: closing connections with 1001", signal.Signals(received).name)

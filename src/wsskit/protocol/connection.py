@@ -72,6 +72,8 @@ class Connection:
         self.close_sent: Close | None = None
         #: Why the core failed the connection: a HandshakeError or a ProtocolError.
         self.failure: Exception | None = None
+        # True once fail() closed the connection on a local decision.
+        self._failed_locally = False
         self._close_transport = False
         self._buffer = bytearray()
         self._events: list[Event] = []
@@ -170,19 +172,31 @@ class Connection:
             self.state = State.CLOSED
             self._close_transport = True
             return
+        if self.close_sent is None and self.state is State.OPEN:
+            self._failed_locally = True
         self._fail_with_close(code, reason)
 
     def closed_error(self) -> ConnectionClosed:
         """The exception for an operation on the closed connection.
 
-        The code is the peer's close code; the one we sent when we failed
-        the connection; or 1006 when no Close frame was exchanged.
+        The code is the peer's close code; else the one we sent when we
+        failed the connection (a violation, a timeout) or while we wait for
+        the peer's reply; else 1006, as no Close frame was exchanged.
         """
-        if self.close_received is not None:
-            return closed_exception(self.close_received.code, self.close_received.reason)
-        if self.close_sent is not None and self.failure is not None:
-            return closed_exception(self.close_sent.code, self.close_sent.reason)
-        return closed_exception(1006, "")
+        code, reason = self.close_status()
+        return closed_exception(code, reason)
+
+    def close_status(self) -> tuple[int, str]:
+        """The (code, reason) that describe how the connection closed, as :meth:`closed_error`."""
+        received = self.close_received
+        if received is not None:
+            return received.code, received.reason
+        sent = self.close_sent
+        if sent is not None and (
+            self.failure is not None or self._failed_locally or self.state is State.CLOSING
+        ):
+            return sent.code, sent.reason
+        return 1006, ""
 
     # -- receiving ------------------------------------------------------------
 
@@ -232,10 +246,10 @@ class Connection:
                 return
             key = bytes(buf[header - 4 : header])
         if self._probe is None:
-            decoder = _Utf8Decoder()
+            fresh: codecs.IncrementalDecoder = _Utf8Decoder()
             if state is not None:
-                decoder.setstate(state)
-            self._probe = (decoder, 0)
+                fresh.setstate(state)
+            self._probe = (fresh, 0)
         decoder, done = self._probe
         start = header + done
         if len(buf) <= start:
@@ -401,7 +415,9 @@ class Connection:
     def _send_handshake(self, event: Event) -> None:
         raise LocalProtocolError(f"{type(event).__name__} cannot be sent by this side")
 
-    def _open(self, pmd: PerMessageDeflate | None, subprotocol: str | None, extensions: tuple[str, ...]) -> None:
+    def _open(
+        self, pmd: PerMessageDeflate | None, subprotocol: str | None, extensions: tuple[str, ...]
+    ) -> None:
         self.state = State.OPEN
         self._pmd = pmd
         self._parser.allow_rsv1 = pmd is not None

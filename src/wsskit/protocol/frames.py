@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Generator
 from enum import IntEnum
 
 from ..exceptions import LocalProtocolError, PayloadTooBig, RemoteProtocolError
@@ -145,7 +145,7 @@ class FrameParser:
     raises :class:`PayloadTooBig` before any payload is buffered.
     """
 
-    __slots__ = ("allow_rsv1", "expect_masked", "max_payload", "max_compressed_payload")
+    __slots__ = ("allow_rsv1", "expect_masked", "max_compressed_payload", "max_payload")
 
     def __init__(self, *, expect_masked: bool, max_payload: int | None, allow_rsv1: bool = False) -> None:
         self.expect_masked = expect_masked
@@ -155,7 +155,7 @@ class FrameParser:
         # block of up to 64 KiB): a compressed frame may exceed the limit by that.
         self.max_compressed_payload = None if max_payload is None else max_payload + max_payload // 1024 + 64
 
-    def parse(self, buf: bytearray) -> Iterator[RawFrame]:
+    def parse(self, buf: bytearray) -> Generator[RawFrame, None, None]:
         """Yield every complete frame at the start of ``buf``, removing them.
 
         Raises :class:`RemoteProtocolError` (close 1002) or :class:`PayloadTooBig`

@@ -9,9 +9,7 @@ handshake in ``leftover``: the first frames, to be handed to the frame parser.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
-import importlib.metadata
 import os
 from collections.abc import Sequence
 
@@ -90,16 +88,6 @@ def _has_upgrade_option(headers: Headers) -> bool:
     except ValueError:
         raise InvalidHandshake("invalid Connection header", 400) from None
     return any(option.lower() == "upgrade" for option in options)
-
-
-@functools.lru_cache(maxsize=1)
-def _user_agent() -> str:
-    # The installed distribution's version: the protocol layer may not import
-    # the package's __init__ (layering), and that would be a cycle anyway.
-    try:
-        return f"wsskit/{importlib.metadata.version('wsskit')}"
-    except importlib.metadata.PackageNotFoundError:
-        return "wsskit"
 
 
 class ServerHandshake:
@@ -396,7 +384,7 @@ class ClientHandshake:
     (``"example.com:8443"``, ``"[::1]:9000"``); ``target`` is the path and
     query. ``subprotocols`` are offered in order; ``compression`` offers
     permessage-deflate; ``headers`` are sent after the handshake's own fields
-    (a ``User-Agent`` there replaces ``wsskit/<version>``). ``key`` fixes the
+    (the core adds no ``User-Agent`` of its own: that is the I/O layer's choice). ``key`` fixes the
     ``Sec-WebSocket-Key``, for tests; by default it is random.
 
     Raises :class:`LocalProtocolError` when the request cannot be built: an
@@ -474,8 +462,6 @@ class ClientHandshake:
             fields.add("Sec-WebSocket-Extensions", client_offer(compression))
         if origin is not None:
             fields.add("Origin", origin)
-        if "User-Agent" not in extra:
-            fields.add("User-Agent", _user_agent())
         fields.update(extra)
 
         self._request = build_request("GET", target, fields)

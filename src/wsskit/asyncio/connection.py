@@ -1,0 +1,704 @@
+"""The asyncio connection: an :class:`asyncio.Protocol` that drives a sans-I/O core.
+
+Bytes from the transport go into the core in :meth:`Connection.data_received`;
+the events that come out are handled right there, without a task per message:
+messages go to a queue that :meth:`Connection.recv` reads, pongs resolve the
+futures :meth:`Connection.ping` returned. Whatever the core queues to send is
+written at once.
+
+Flow control works both ways. When the receive queue holds ``max_queue``
+messages, the transport stops reading until the application catches up;
+:meth:`Connection.send` waits while the transport's write buffer is above
+``write_limit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from typing import Any, Union, cast
+
+from ..exceptions import (
+    ConnectionClosed,
+    ConnectionClosedOK,
+    InvalidState,
+    WebSocketError,
+)
+from ..protocol.connection import Connection as _Core
+from ..protocol.connection import State
+from ..protocol.deflate import DeflateOptions
+from ..protocol.events import (
+    Accept,
+    BytesMessage,
+    Close,
+    Event,
+    Ping,
+    Pong,
+    Request,
+    TextMessage,
+)
+from ..protocol.limits import Limits
+
+__all__ = ["Connection", "Data", "DataLike", "Compression", "DEFAULT_MAX_SIZE", "State"]
+
+#: A received message: ``str`` for text, ``bytes`` for binary.
+Data = Union[str, bytes]
+
+#: What :meth:`Connection.send` accepts as one message or one fragment.
+DataLike = Union[str, bytes, bytearray, memoryview]
+
+#: ``"deflate"`` (permessage-deflate with default options), options of one's
+#: own, or None for no compression.
+Compression = Union[str, DeflateOptions, None]
+
+#: The default limit on the size of a received message.
+DEFAULT_MAX_SIZE = 2**20
+
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+
+# A peer that floods us with pings while it reads nothing makes the core queue
+# pongs we cannot write. Once this many bytes of such replies pile up behind a
+# paused write buffer (or the write limit, if larger), reading stops until the
+# buffer drains. Data the application sends is bounded by send() itself.
+_MIN_REPLY_BACKLOG = 2**16
+
+
+class Connection(asyncio.Protocol):
+    """A WebSocket connection, client or server side.
+
+    Use :class:`~wsskit.asyncio.client.ClientConnection` (from
+    :func:`~wsskit.asyncio.client.connect`) or
+    :class:`~wsskit.asyncio.server.ServerConnection` (given to a
+    :func:`~wsskit.asyncio.server.serve` handler); this base class holds what
+    both share.
+
+    Receive with :meth:`recv` or ``async for message in connection``; send
+    with :meth:`send`; end with :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        core: _Core,
+        *,
+        ping_interval: float | None,
+        ping_timeout: float | None,
+        close_timeout: float | None,
+        max_queue: int | None,
+        write_limit: int,
+        logger: logging.Logger,
+    ) -> None:
+        if max_queue is not None and max_queue < 1:
+            raise ValueError("max_queue must be at least 1, or None for no limit")
+        if write_limit < 0:
+            raise ValueError("write_limit must not be negative")
+        self._core = core
+        self._loop = asyncio.get_running_loop()
+        #: A unique id, handy in logs.
+        self.id: uuid.UUID = uuid.uuid4()
+        self.logger = logger
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
+        self._max_queue = max_queue
+        self._low_water = 0 if max_queue is None else max_queue // 4
+        self._write_limit = write_limit
+        #: The opening handshake's request (on a client, the one it sent is not kept).
+        self.request: Request | None = None
+        #: The server's answer, on a client once the handshake succeeded.
+        self.response: Accept | None = None
+        #: The round-trip time of the last ping answered, in seconds.
+        self.latency: float = 0.0
+        self.remote_address: Any = None
+        self.local_address: Any = None
+        self._transport: asyncio.Transport | None = None
+        self._messages: collections.deque[Data] = collections.deque()
+        self._recv_waiter: asyncio.Future[None] | None = None
+        # Reading is paused when the queue is full or when replies pile up.
+        self._queue_full = False
+        self._replies_stuck = False
+        self._reading_paused = False
+        self._reply_backlog = 0
+        self._writing_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        # Ping payload -> (future resolved with the latency, time sent), in
+        # the order sent.
+        self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
+        self._keepalive_handle: asyncio.TimerHandle | None = None
+        self._abort_handle: asyncio.TimerHandle | None = None
+        # Set while send() streams a fragmented message; other sends wait.
+        self._fragmenting: asyncio.Future[None] | None = None
+        self._eof = False
+        self._closing_transport = False
+        self._lost = False
+        self._closed: asyncio.Future[None] = self._loop.create_future()
+
+    # -- properties ---------------------------------------------------------------
+
+    @property
+    def transport(self) -> asyncio.Transport:
+        """The underlying transport; raises :class:`InvalidState` before it is connected."""
+        if self._transport is None:
+            raise InvalidState("the connection has no transport yet")
+        return self._transport
+
+    @property
+    def ssl_object(self) -> Any:
+        """The :class:`ssl.SSLObject` of a TLS connection, else None."""
+        return None if self._transport is None else self._transport.get_extra_info("ssl_object")
+
+    @property
+    def state(self) -> State:
+        """The protocol state: CONNECTING, OPEN, CLOSING or CLOSED."""
+        return self._core.state
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol agreed in the handshake, if any."""
+        return self._core.subprotocol
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        """The negotiated extensions, as header values."""
+        return self._core.extensions
+
+    @property
+    def close_code(self) -> int | None:
+        """How the connection closed: the peer's close code, ours when we failed
+        it, 1006 when no Close frame was exchanged; None while not closed."""
+        if self._core.state is State.CLOSED or self._lost:
+            return self._core.close_status()[0]
+        return None
+
+    @property
+    def close_reason(self) -> str | None:
+        """The reason that goes with :attr:`close_code`; None while not closed."""
+        if self._core.state is State.CLOSED or self._lost:
+            return self._core.close_status()[1]
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id} {self.state.name} {self.remote_address!r}>"
+
+    # -- receiving ----------------------------------------------------------------
+
+    async def recv(self) -> Data:
+        """Return the next message: ``str`` for text, ``bytes`` for binary.
+
+        Raises the :class:`~wsskit.exceptions.ConnectionClosed` subclass that
+        fits the close once the connection is closed and every message
+        received before has been returned, and :class:`InvalidState` when
+        another task is already waiting in :meth:`recv`.
+        """
+        if self._recv_waiter is not None:
+            raise InvalidState("recv() is already waiting in another task")
+        messages = self._messages
+        while not messages:
+            if self._lost or self._core.state is State.CLOSED:
+                raise self._closed_error()
+            waiter = self._loop.create_future()
+            self._recv_waiter = waiter
+            try:
+                await waiter
+            finally:
+                self._recv_waiter = None
+        message = messages.popleft()
+        if self._queue_full and len(messages) <= self._low_water:
+            self._queue_full = False
+            self._update_reading()
+        return message
+
+    async def __aiter__(self) -> AsyncIterator[Data]:
+        """Yield messages until the connection closes.
+
+        Ends quietly on a normal close; raises
+        :class:`~wsskit.exceptions.ConnectionClosedError` otherwise.
+        """
+        try:
+            while True:
+                yield await self.recv()
+        except ConnectionClosedOK:
+            return
+
+    # -- sending ------------------------------------------------------------------
+
+    async def send(self, message: DataLike | Iterable[DataLike] | AsyncIterable[DataLike]) -> None:
+        """Send one message.
+
+        ``str`` goes as a text message, a bytes-like object as a binary one.
+        An iterable or async iterable of fragments (all ``str`` or all
+        bytes-like) goes as one fragmented message; other sends wait until it
+        is complete. Returns once the message is written to the transport and
+        its write buffer is below ``write_limit``.
+
+        Raises :class:`~wsskit.exceptions.ConnectionClosed` when the
+        connection is closing or closed, :class:`TypeError` for anything else
+        or for fragments of mixed types (after failing the connection with
+        1011 when part of the message was sent already).
+        """
+        while self._fragmenting is not None:
+            await asyncio.shield(self._fragmenting)
+        if self._writing_paused:
+            # Wait before writing too, so that many tasks sending at once
+            # cannot pile message after message onto a full buffer.
+            await self._drain()
+        if isinstance(message, str):
+            self._send_event(TextMessage(message))
+        elif isinstance(message, _BYTES_LIKE):
+            self._send_event(BytesMessage(message))
+        elif isinstance(message, Mapping):
+            raise TypeError("a mapping is not a message; send str, bytes or an iterable of fragments")
+        elif isinstance(message, Iterable):
+            await self._send_fragments(iter(message))
+            return
+        elif isinstance(message, AsyncIterable):
+            await self._send_async_fragments(message)
+            return
+        else:
+            raise TypeError(f"cannot send {type(message).__name__}; send str, bytes or fragments")
+        if self._writing_paused:
+            await self._drain()
+
+    async def _send_fragments(self, fragments: Iterator[DataLike]) -> None:
+        # Look one fragment ahead so the last one carries FIN: no empty frame.
+        try:
+            previous = next(fragments)
+        except StopIteration:
+            return
+        event_type = _event_type(previous)
+        self._fragmenting = self._loop.create_future()
+        started = False
+        try:
+            for fragment in fragments:
+                _check_fragment(event_type, fragment)
+                self._send_event(event_type(previous, fin=False))  # type: ignore[arg-type]
+                started = True
+                if self._writing_paused:
+                    await self._drain()
+                previous = fragment
+            self._send_event(event_type(previous))  # type: ignore[arg-type]
+        except BaseException:
+            if started:
+                self._fail_fragmented()
+            raise
+        finally:
+            self._end_fragmenting()
+
+    async def _send_async_fragments(self, fragments: AsyncIterable[DataLike]) -> None:
+        # Each fragment goes as soon as it is produced (the source may be a
+        # slow stream); an empty final frame then ends the message.
+        iterator = fragments.__aiter__()
+        try:
+            first = await iterator.__anext__()
+        except StopAsyncIteration:
+            return
+        event_type = _event_type(first)
+        self._fragmenting = self._loop.create_future()
+        started = False
+        try:
+            self._send_event(event_type(first, fin=False))  # type: ignore[arg-type]
+            started = True
+            async for fragment in iterator:
+                _check_fragment(event_type, fragment)
+                if self._writing_paused:
+                    await self._drain()
+                self._send_event(event_type(fragment, fin=False))  # type: ignore[arg-type]
+            self._send_event(event_type("" if event_type is TextMessage else b""))  # type: ignore[arg-type]
+            if self._writing_paused:
+                await self._drain()
+        except BaseException:
+            if started:
+                self._fail_fragmented()
+            raise
+        finally:
+            self._end_fragmenting()
+
+    def _fail_fragmented(self) -> None:
+        # A message cut short cannot be finished or taken back: RFC 6455 has no
+        # way to abort a message but closing the connection.
+        if self._core.state is State.OPEN:
+            self.logger.debug("%r: fragmented message interrupted; failing the connection", self)
+            self._fail(1011, "fragmented message interrupted")
+
+    def _end_fragmenting(self) -> None:
+        fragmenting = self._fragmenting
+        self._fragmenting = None
+        if fragmenting is not None and not fragmenting.done():
+            fragmenting.set_result(None)
+
+    def _send_event(self, event: Event) -> None:
+        # Every outgoing frame goes through here; raises ConnectionClosed
+        # once a Close was sent or received.
+        core = self._core
+        if core.state is not State.OPEN and core.state is not State.CONNECTING:
+            raise self._closed_error()
+        core.send(event)
+        data = core.data_to_send()
+        if data and not self._lost:
+            self.transport.writelines(data)
+
+    async def _drain(self) -> None:
+        # Wait until the transport's write buffer is back under its low-water mark.
+        while self._writing_paused:
+            waiter = self._loop.create_future()
+            self._drain_waiters.append(waiter)
+            await waiter
+        if self._lost:
+            raise self._closed_error()
+
+    def ping(self, data: DataLike | None = None) -> asyncio.Future[float]:
+        """Send a Ping; return a future for the round-trip time in seconds.
+
+        ``latency = await connection.ping()`` waits for the matching Pong.
+        Without ``data`` a random 4-byte payload is used; ``str`` data is
+        encoded as UTF-8. A Pong also answers every earlier ping (RFC 6455
+        §5.5.3 lets a peer answer only the most recent one).
+
+        Raises :class:`~wsskit.exceptions.ConnectionClosed` when the
+        connection is closing or closed, :class:`InvalidState` when a ping
+        with the same payload is still waiting, and
+        :class:`~wsskit.exceptions.LocalProtocolError` for more than 125
+        bytes. The future fails with ``ConnectionClosed`` if the connection
+        closes first.
+        """
+        if data is None:
+            payload = os.urandom(4)
+            while payload in self._pings:
+                payload = os.urandom(4)
+        else:
+            payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+            if payload in self._pings:
+                raise InvalidState("a ping with the same data is already waiting for its pong")
+        self._send_event(Ping(payload))
+        waiter: asyncio.Future[float] = self._loop.create_future()
+        self._pings[payload] = (waiter, self._loop.time())
+        return waiter
+
+    async def pong(self, data: DataLike = b"") -> None:
+        """Send an unsolicited Pong (a one-way heartbeat).
+
+        Raises :class:`~wsskit.exceptions.ConnectionClosed` when the
+        connection is closing or closed and
+        :class:`~wsskit.exceptions.LocalProtocolError` for more than 125 bytes.
+        """
+        payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        self._send_event(Pong(payload))
+
+    # -- closing ------------------------------------------------------------------
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Perform the closing handshake and wait for the transport to close.
+
+        Sends a Close frame with ``code`` and ``reason`` (unless one was
+        sent or the connection is closed), waits for the peer's Close and the
+        end of the TCP connection, and aborts the transport if that takes
+        more than ``close_timeout``. Does nothing more when already closed.
+
+        Raises :class:`~wsskit.exceptions.LocalProtocolError` for a close
+        code one may not send or a reason longer than 123 bytes in UTF-8.
+        """
+        self._start_close(code, reason)
+        await asyncio.shield(self._closed)
+
+    async def wait_closed(self) -> None:
+        """Wait until the transport is closed (never raises)."""
+        await asyncio.shield(self._closed)
+
+    def _start_close(self, code: int, reason: str) -> None:
+        # Send Close now; the close timer bounds the rest of the handshake.
+        core = self._core
+        if self._transport is None or self._lost:
+            return
+        if core.state is State.OPEN:
+            core.send(Close(code, reason))
+            self._flush()
+        elif core.state is State.CONNECTING:
+            core.fail(code, reason)
+        self._arm_abort_timer()
+        self._check_close()
+
+    def _fail(self, code: int, reason: str) -> None:
+        # Our own decision to end the connection now (keepalive timeout,
+        # internal error): send Close if we can and close the transport.
+        core = self._core
+        core.fail(code, reason)
+        self._flush()
+        self._arm_abort_timer()
+        self._check_close()
+
+    def _closed_error(self) -> ConnectionClosed:
+        # The exception recv() and send() raise once the connection is over.
+        return self._core.closed_error()
+
+    def _arm_abort_timer(self) -> None:
+        if self._abort_handle is None and self.close_timeout is not None and not self._lost:
+            self._abort_handle = self._loop.call_later(self.close_timeout, self._abort_on_timeout)
+
+    def _abort_on_timeout(self) -> None:
+        self._abort_handle = None
+        if self._transport is not None and not self._lost:
+            self.logger.debug("%r: closing timed out; aborting the transport", self)
+            self._transport.abort()
+
+    def _check_close(self) -> None:
+        # Close the transport when the core says so; a client whose closing
+        # handshake is over waits close_timeout for the server to close TCP
+        # (RFC 6455 §7.1.1), then aborts.
+        if self._closing_transport or self._lost or self._transport is None:
+            return
+        core = self._core
+        if core.close_transport:
+            self._closing_transport = True
+            self._transport.close()
+            self._arm_abort_timer()
+        elif core.state is State.CLOSED:
+            self._arm_abort_timer()
+
+    # -- asyncio.Protocol -----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Called by asyncio once the transport (and TLS) is up."""
+        self._transport = cast(asyncio.Transport, transport)
+        self._transport.set_write_buffer_limits(high=self._write_limit)
+        self.remote_address = transport.get_extra_info("peername")
+        self.local_address = transport.get_extra_info("sockname")
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        """Called by asyncio with bytes from the network: feed them to the core."""
+        try:
+            self._core.receive_data(data)
+            self._process_events()
+        except Exception:
+            self._internal_error()
+
+    def eof_received(self) -> bool | None:
+        """Called by asyncio when the peer closed its side; the transport then closes."""
+        self._eof = True
+        try:
+            self._core.receive_eof()
+            self._process_events()
+        except Exception:
+            self._internal_error()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Called by asyncio when the transport is closed: wake every waiter."""
+        self._lost = True
+        core = self._core
+        if not self._eof and core.state is not State.CLOSED:
+            self._eof = True
+            try:
+                core.receive_eof()
+            except Exception:
+                self.logger.exception("%r: error while closing the protocol core", self)
+        core.events_received()
+        core.data_to_send()
+        for handle in (self._keepalive_handle, self._abort_handle):
+            if handle is not None:
+                handle.cancel()
+        self._keepalive_handle = self._abort_handle = None
+        self._writing_paused = False
+        self._wake_drain_waiters()
+        self._wake_receiver()
+        if self._pings:
+            error = self._closed_error()
+            for waiter, _ in self._pings.values():
+                if not waiter.done():
+                    waiter.set_exception(error)
+            self._pings.clear()
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        """Called by asyncio when the write buffer went over ``write_limit``."""
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        """Called by asyncio when the write buffer drained: wake the senders."""
+        self._writing_paused = False
+        self._reply_backlog = 0
+        self._wake_drain_waiters()
+        if self._replies_stuck:
+            self._replies_stuck = False
+            self._update_reading()
+
+    # -- event processing -----------------------------------------------------------
+
+    def _process_events(self) -> None:
+        # Handle what the core produced; called after every receive_data().
+        core = self._core
+        events = core.events_received()
+        if events:
+            messages = self._messages
+            received = False
+            for event in events:
+                # Exact type checks, most frequent first: this is the hot path.
+                if type(event) is TextMessage:
+                    messages.append(event.data)
+                    received = True
+                elif type(event) is BytesMessage:
+                    data = event.data
+                    messages.append(data if type(data) is bytes else bytes(data))
+                    received = True
+                elif type(event) is Pong:
+                    self._on_pong(event.payload)
+                elif type(event) is Close:
+                    self._wake_receiver()
+                elif type(event) is not Ping:  # the core answered Pings already
+                    self._on_handshake_event(event)
+            if received:
+                self._wake_receiver()
+                max_queue = self._max_queue
+                if max_queue is not None and len(messages) >= max_queue and not self._queue_full:
+                    state = core.state
+                    if state is State.OPEN:
+                        self._queue_full = True
+                        self._update_reading()
+                    elif state is State.CLOSING:
+                        # We sent Close and must read on to see the peer's;
+                        # what it sends meanwhile beyond a full queue is
+                        # dropped rather than buffered without bound.
+                        while len(messages) > max_queue:
+                            messages.pop()
+        output = core.data_to_send()
+        if output:
+            self.transport.writelines(output)
+            if self._writing_paused:
+                # Replies (pongs) the peer does not read; see _MIN_REPLY_BACKLOG.
+                self._reply_backlog += sum(len(chunk) for chunk in output)
+                if self._reply_backlog > max(self._write_limit, _MIN_REPLY_BACKLOG):
+                    self._replies_stuck = True
+                    self._update_reading()
+        if core.close_transport or core.state is State.CLOSED:
+            self._check_close()
+
+    def _on_handshake_event(self, event: Event) -> None:
+        # Request / Accept / Reject: handled by the client and server subclasses.
+        self.logger.debug("%r: unexpected event %r", self, event)
+
+    def _on_pong(self, payload: bytes) -> None:
+        pings = self._pings
+        if payload not in pings:
+            return  # unsolicited, or for a ping that was answered already
+        now = self._loop.time()
+        # Acknowledge this ping and every earlier one, oldest first.
+        for key in list(pings):
+            waiter, sent_at = pings.pop(key)
+            if not waiter.done():
+                waiter.set_result(now - sent_at)
+            if key == payload:
+                self.latency = now - sent_at
+                break
+
+    def _wake_receiver(self) -> None:
+        waiter = self._recv_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake_drain_waiters(self) -> None:
+        waiters = self._drain_waiters
+        if waiters:
+            self._drain_waiters = []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _update_reading(self) -> None:
+        transport = self._transport
+        if transport is None or self._lost:
+            return
+        pause = self._queue_full or self._replies_stuck
+        if pause != self._reading_paused:
+            self._reading_paused = pause
+            if pause:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
+
+    def _flush(self) -> None:
+        data = self._core.data_to_send()
+        if data and self._transport is not None and not self._lost:
+            self._transport.writelines(data)
+
+    def _internal_error(self) -> None:
+        # A bug on our side, not the peer's doing (the core never raises for
+        # those): log it and fail the connection without hurting others.
+        self.logger.exception("%r: internal error while processing received data", self)
+        try:
+            self._fail(1011, "internal error")
+        except Exception:
+            if self._transport is not None:
+                self._transport.abort()
+
+    # -- keepalive -----------------------------------------------------------------
+
+    def _start_keepalive(self) -> None:
+        if self.ping_interval is not None and self._keepalive_handle is None:
+            self._keepalive_handle = self._loop.call_later(self.ping_interval, self._keepalive)
+
+    def _keepalive(self) -> None:
+        self._keepalive_handle = None
+        if self._core.state is not State.OPEN or self._lost:
+            return
+        try:
+            waiter = self.ping()
+        except WebSocketError:
+            return
+        assert self.ping_interval is not None
+        self._keepalive_handle = self._loop.call_later(self.ping_interval, self._keepalive)
+        timeout = None
+        if self.ping_timeout is not None:
+            timeout = self._loop.call_later(self.ping_timeout, self._keepalive_timed_out)
+
+        def _done(future: asyncio.Future[float]) -> None:
+            if timeout is not None:
+                timeout.cancel()
+            if not future.cancelled():
+                future.exception()  # retrieved: a close is not an error here
+
+        waiter.add_done_callback(_done)
+
+    def _keepalive_timed_out(self) -> None:
+        if self._core.state is State.OPEN and not self._lost:
+            self.logger.info("%r: no pong within %s s; failing the connection", self, self.ping_timeout)
+            self._fail(1011, "keepalive ping timeout")
+
+
+def _event_type(fragment: object) -> type[TextMessage] | type[BytesMessage]:
+    if isinstance(fragment, str):
+        return TextMessage
+    if isinstance(fragment, _BYTES_LIKE):
+        return BytesMessage
+    raise TypeError(f"a fragment must be str or bytes-like, not {type(fragment).__name__}")
+
+
+def _check_fragment(event_type: type[TextMessage] | type[BytesMessage], fragment: object) -> None:
+    if event_type is TextMessage:
+        if not isinstance(fragment, str):
+            raise TypeError("all fragments of a message must be str, like the first")
+    elif not isinstance(fragment, _BYTES_LIKE):
+        raise TypeError("all fragments of a message must be bytes-like, like the first")
+
+
+def _deflate_options(compression: Compression) -> DeflateOptions | None:
+    if compression is None:
+        return None
+    if isinstance(compression, DeflateOptions):
+        return compression
+    if compression == "deflate":
+        return DeflateOptions()
+    raise ValueError(f"unsupported compression: {compression!r}; use 'deflate' or None")
+
+
+def _limits(limits: Limits | None, max_size: int | None) -> Limits:
+    # max_size overrides limits.max_message_size unless left at its default.
+    if limits is None:
+        return Limits(max_message_size=max_size)
+    if max_size != DEFAULT_MAX_SIZE:
+        return dataclasses.replace(limits, max_message_size=max_size)
+    return limits

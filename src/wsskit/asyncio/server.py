@@ -1,0 +1,491 @@
+"""The asyncio server: :func:`serve`, :class:`Server` and :class:`ServerConnection`.
+
+Each accepted connection is a :class:`ServerConnection` protocol. No task
+exists for it until a complete HTTP request has arrived; then one task answers
+the handshake (``process_request``, subprotocol selection) and runs the
+handler. Whatever goes wrong in one connection is logged and contained there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import socket
+import ssl as _ssl
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
+from types import TracebackType
+from typing import Any, Union
+
+from .. import __version__
+from ..exceptions import ConnectionClosed, NegotiationError, RemoteProtocolError
+from ..protocol.connection import ServerConnection as _ServerCore
+from ..protocol.connection import State
+from ..protocol.events import Accept, Event, Reject, Request
+from ..protocol.handshake import error_reject
+from ..protocol.headers import Headers
+from ..protocol.limits import Limits
+from .connection import DEFAULT_MAX_SIZE, Compression, Connection, _deflate_options, _limits
+
+__all__ = [
+    "Server",
+    "ServerConnection",
+    "serve",
+    "Handler",
+    "ProcessRequest",
+    "SelectSubprotocol",
+    "SERVER_HEADER",
+]
+
+logger = logging.getLogger("wsskit.server")
+
+#: The default ``Server`` header.
+SERVER_HEADER = f"wsskit/{__version__}"
+
+#: ``async def handler(connection)``: runs once the connection is open.
+Handler = Callable[["ServerConnection"], Awaitable[None]]
+
+#: ``process_request(connection, request)``, sync or async: a
+#: :class:`~wsskit.protocol.events.Reject` to answer with, or None to go on.
+ProcessRequest = Callable[["ServerConnection", Request], Union[Reject, Awaitable[Union[Reject, None]], None]]
+
+#: ``select_subprotocol(connection, offered)``: the subprotocol to use, or None.
+SelectSubprotocol = Callable[["ServerConnection", Sequence[str]], Union[str, None]]
+
+
+class ServerConnection(Connection):
+    """The server side of a WebSocket connection, given to the handler.
+
+    :attr:`request` is the client's :class:`~wsskit.protocol.events.Request`
+    (path, query, headers); :attr:`response` the
+    :class:`~wsskit.protocol.events.Accept` the server answered with.
+    """
+
+    def __init__(self, server: Server, core: _ServerCore, **options: Any) -> None:
+        super().__init__(core, **options)
+        self._server = server
+        # The open timeout runs from the TCP accept, so it covers TLS too:
+        # asyncio builds the protocol before the TLS handshake starts.
+        self._accepted_at = self._loop.time()
+        self._open_handle: asyncio.TimerHandle | None = None
+        self._logged = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Called by asyncio once the transport (and TLS) is up."""
+        super().connection_made(transport)
+        self._server._connection_made(self)
+        timeout = self._server._open_timeout
+        if timeout is not None:
+            self._open_handle = self._loop.call_at(self._accepted_at + timeout, self._open_timed_out)
+
+    def _on_handshake_event(self, event: Event) -> None:
+        if type(event) is Request:
+            self.request = event
+            self._server._start_task(self)
+        else:
+            super()._on_handshake_event(event)
+
+    def _open_timed_out(self) -> None:
+        self._open_handle = None
+        if self._core.state is State.CONNECTING and not self._lost:
+            self._log_once(logging.INFO, "opening handshake timed out")
+            self.transport.abort()
+
+    def _log_once(self, level: int, message: str, *args: Any) -> None:
+        # Routine failures get one line per connection at most.
+        if not self._logged:
+            self._logged = True
+            self.logger.log(level, "%s: " + message, _peer(self.remote_address), *args)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Called by asyncio when the transport is closed."""
+        super().connection_lost(exc)
+        if self._open_handle is not None:
+            self._open_handle.cancel()
+            self._open_handle = None
+        self._server._connection_lost(self)
+        failure = self._core.failure
+        if failure is not None:
+            if isinstance(failure, RemoteProtocolError):
+                self._log_once(logging.INFO, "protocol error: %s", failure)
+            else:
+                self._log_once(logging.INFO, "invalid opening handshake: %s", failure)
+        elif self.request is None:
+            self._log_once(logging.DEBUG, "connection closed before a request arrived")
+        elif exc is not None:
+            self._log_once(logging.DEBUG, "connection lost: %s", exc)
+
+    def _shutdown(self) -> None:
+        # The server is closing: 1001 "going away" for open connections;
+        # ones still in their handshake are just closed.
+        if self._lost or self._transport is None:
+            return
+        if self._core.state is State.CONNECTING:
+            self._log_once(logging.DEBUG, "server closing during the opening handshake")
+            self._core.fail(1001)
+            self._check_close()
+        else:
+            self._start_close(1001, "going away")
+
+    async def _run(self, handler: Handler) -> None:
+        # Answer the handshake, then run the handler and close. Never raises:
+        # this task is one connection's whole life on the server.
+        if not await self._handshake():
+            return
+        code, reason = 1000, ""
+        try:
+            await handler(self)
+        except ConnectionClosed as exc:
+            self.logger.debug("%r: handler ended: %s", self, exc)
+        except Exception:
+            self.logger.error("%r: connection handler failed", self, exc_info=True)
+            code, reason = 1011, "internal error"
+        except asyncio.CancelledError:
+            if self._transport is not None and not self._lost:
+                self._transport.abort()
+            raise
+        await self.close(code, reason)
+
+    async def _handshake(self) -> bool:
+        # Answer the request: True once the connection is open.
+        request = self.request
+        assert request is not None
+        server = self._server
+        try:
+            answer = await server._answer(self, request)
+        except Exception:
+            self._logged = True
+            self.logger.error("%r: error while answering the opening handshake", self, exc_info=True)
+            answer = server._with_server_header(Reject(500, Headers(), b"Internal Server Error\n"))
+        core = self._core
+        if self._lost or core.state is not State.CONNECTING:
+            return False  # the client left, the timeout struck or the server is closing
+        if self._open_handle is not None:
+            self._open_handle.cancel()
+            self._open_handle = None
+        try:
+            core.send(answer)
+        except NegotiationError as exc:
+            # The client's extension offer could not be accepted: its fault.
+            answer = server._with_server_header(_plain_reject(400, str(exc)))
+            core.send(answer)
+        except Exception:
+            self.logger.error("%r: invalid answer to the opening handshake", self, exc_info=True)
+            self._logged = True
+            core.send(server._with_server_header(Reject(500, Headers(), b"Internal Server Error\n")))
+            answer = Reject(500)
+        if isinstance(answer, Reject):
+            self._log_once(
+                logging.INFO, "%s %s answered with HTTP %d", request.method, request.target, answer.status
+            )
+            self._flush()
+            self._check_close()
+            return False
+        self.response = answer
+        # Frames the client sent right after its request wait in the core
+        # until the Accept; handle them now.
+        self._process_events()
+        self._start_keepalive()
+        return True
+
+
+class Server:
+    """A WebSocket server; :func:`serve` makes one.
+
+    Use it as ``async with serve(...) as server:`` (it closes on exit) or
+    ``server = await serve(...)`` then :meth:`serve_forever` or
+    :meth:`close` and :meth:`wait_closed`.
+
+    :attr:`connections` holds the open connections whose handler runs.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        subprotocols: Sequence[str] | None,
+        select_subprotocol: SelectSubprotocol | None,
+        compression: Compression,
+        open_timeout: float | None,
+        ping_interval: float | None,
+        ping_timeout: float | None,
+        close_timeout: float | None,
+        max_size: int | None,
+        max_queue: int | None,
+        write_limit: int,
+        limits: Limits | None,
+        process_request: ProcessRequest | None,
+        server_header: str | None,
+    ) -> None:
+        self._handler = handler
+        self._subprotocols = tuple(subprotocols or ())
+        self._select_subprotocol = select_subprotocol
+        self._compression = _deflate_options(compression)
+        self._limits = _limits(limits, max_size)
+        self._open_timeout = open_timeout
+        self._process_request = process_request
+        self._server_header = server_header
+        self._connection_options: dict[str, Any] = {
+            "ping_interval": ping_interval,
+            "ping_timeout": ping_timeout,
+            "close_timeout": close_timeout,
+            "max_queue": max_queue,
+            "write_limit": write_limit,
+            "logger": logger,
+        }
+        self.logger = logger
+        #: Open connections whose handler is running.
+        self.connections: set[ServerConnection] = set()
+        # Every connection with a transport, handshake or not.
+        self._all: set[ServerConnection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+        self._close_task: asyncio.Task[None] | None = None
+        self._closed: asyncio.Future[None] | None = None
+
+    # -- life cycle -----------------------------------------------------------------
+
+    async def _start(self, host: str | Sequence[str] | None, port: int | None, **kwargs: Any) -> Server:
+        loop = asyncio.get_running_loop()
+        self._closed = loop.create_future()
+        if kwargs.get("ssl") is not None and self._open_timeout is not None:
+            kwargs.setdefault("ssl_handshake_timeout", self._open_timeout)
+        self._server = await loop.create_server(self._make_connection, host, port, **kwargs)
+        return self
+
+    def _make_connection(self) -> ServerConnection:
+        core = _ServerCore(limits=self._limits, compression=self._compression)
+        return ServerConnection(self, core, **self._connection_options)
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening sockets."""
+        if self._server is None:
+            return ()
+        return tuple(self._server.sockets)
+
+    def close(self, close_connections: bool = True) -> asyncio.Task[None]:
+        """Stop listening and close the server; await the result to wait for it.
+
+        With ``close_connections`` every open connection gets a Close 1001
+        ("going away") and connections still in their handshake are dropped;
+        otherwise they go on until their handlers end. Then waits for every
+        handler to return and every connection to close. Calling it again
+        returns the same task.
+        """
+        if self._close_task is None:
+            self._close_task = asyncio.get_running_loop().create_task(self._close(close_connections))
+        return self._close_task
+
+    async def _close(self, close_connections: bool) -> None:
+        assert self._server is not None and self._closed is not None
+        self._server.close()
+        if close_connections:
+            for connection in list(self._all):
+                connection._shutdown()
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+        while self._all:
+            await next(iter(self._all)).wait_closed()
+        await self._server.wait_closed()
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    async def wait_closed(self) -> None:
+        """Wait until :meth:`close` has finished."""
+        assert self._closed is not None
+        await asyncio.shield(self._closed)
+
+    async def serve_forever(self) -> None:
+        """Serve until :meth:`close` finishes; on cancellation, close, then re-raise."""
+        try:
+            await self.wait_closed()
+        except asyncio.CancelledError:
+            await asyncio.shield(self.close())
+            raise
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- per connection ---------------------------------------------------------------
+
+    def _connection_made(self, connection: ServerConnection) -> None:
+        self._all.add(connection)
+        if self._close_task is not None:
+            connection._shutdown()  # accepted just as the server closed
+
+    def _connection_lost(self, connection: ServerConnection) -> None:
+        self._all.discard(connection)
+        self.connections.discard(connection)
+
+    def _start_task(self, connection: ServerConnection) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(connection))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, connection: ServerConnection) -> None:
+        try:
+            await connection._run(self._wrapped_handler)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug of ours; keep it from the event loop's handler
+            logger.exception("%r: unexpected error", connection)
+            if connection._transport is not None:
+                connection._transport.abort()
+
+    async def _wrapped_handler(self, connection: ServerConnection) -> None:
+        self.connections.add(connection)
+        try:
+            await self._handler(connection)
+        finally:
+            self.connections.discard(connection)
+
+    async def _answer(self, connection: ServerConnection, request: Request) -> Accept | Reject:
+        # process_request first, then the request's own error, then subprotocols.
+        if self._process_request is not None:
+            result = self._process_request(connection, request)
+            if inspect.isawaitable(result):
+                result = await result
+            if result is not None:
+                if not isinstance(result, Reject):
+                    raise TypeError(f"process_request must return a Reject or None, not {result!r}")
+                return self._with_server_header(result)
+        if request.error is not None:
+            return self._with_server_header(error_reject(request.error))
+        try:
+            subprotocol = self._choose_subprotocol(connection, request.subprotocols)
+        except NegotiationError as exc:
+            return self._with_server_header(_plain_reject(400, str(exc)))
+        headers = Headers()
+        if self._server_header is not None:
+            headers["Server"] = self._server_header
+        return Accept(subprotocol=subprotocol, headers=headers)
+
+    def _choose_subprotocol(self, connection: ServerConnection, offered: Sequence[str]) -> str | None:
+        if self._select_subprotocol is not None:
+            return self._select_subprotocol(connection, offered)
+        # The client's order is its preference: take the first we support.
+        # None in common: go on without one (RFC 6455 §4.2.2 allows it).
+        for subprotocol in offered:
+            if subprotocol in self._subprotocols:
+                return subprotocol
+        return None
+
+    def _with_server_header(self, reject: Reject) -> Reject:
+        if self._server_header is None or "Server" in reject.headers:
+            return reject
+        headers = Headers(reject.headers)
+        headers["Server"] = self._server_header
+        return Reject(reject.status, headers, reject.body)
+
+
+def _plain_reject(status: int, message: str) -> Reject:
+    return Reject(status, Headers([("Content-Type", "text/plain; charset=utf-8")]), f"{message}\n".encode())
+
+
+def _peer(address: Any) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address)
+
+
+class _Serve:
+    """What :func:`serve` returns: await it, or use it with ``async with``."""
+
+    def __init__(self, server: Server, host: Any, port: int | None, kwargs: dict[str, Any]) -> None:
+        self._server = server
+        self._host = host
+        self._port = port
+        self._kwargs = kwargs
+
+    def __await__(self) -> Generator[Any, None, Server]:
+        return self._server._start(self._host, self._port, **self._kwargs).__await__()
+
+    async def __aenter__(self) -> Server:
+        return await self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._server.close()
+
+
+def serve(
+    handler: Handler,
+    host: str | Iterable[str] | None = None,
+    port: int | None = None,
+    *,
+    ssl: _ssl.SSLContext | None = None,
+    subprotocols: Sequence[str] | None = None,
+    select_subprotocol: SelectSubprotocol | None = None,
+    compression: Compression = "deflate",
+    open_timeout: float | None = 10,
+    ping_interval: float | None = 20,
+    ping_timeout: float | None = 20,
+    close_timeout: float | None = 10,
+    max_size: int | None = DEFAULT_MAX_SIZE,
+    max_queue: int | None = 16,
+    write_limit: int = 2**15,
+    limits: Limits | None = None,
+    process_request: ProcessRequest | None = None,
+    server_header: str | None = SERVER_HEADER,
+    sock: socket.socket | None = None,
+    reuse_port: bool = False,
+    **create_server_kwargs: Any,
+) -> _Serve:
+    """Serve WebSocket connections on ``host``:``port`` with ``handler``.
+
+    ``await serve(...)`` returns the listening :class:`Server`;
+    ``async with serve(...) as server:`` closes it on exit. ``handler(ws)``
+    runs once a connection is open; when it returns the connection closes
+    with 1000, when it raises the traceback is logged and it closes with 1011.
+
+    - ``ssl``: a server TLS context (see :func:`wsskit.tls.server_context`).
+    - ``process_request(connection, request)``, sync or async, may return a
+      :class:`~wsskit.protocol.events.Reject` to answer as plain HTTP (a 404,
+      a health page); None goes on. A request that is no valid upgrade (a
+      plain GET) is then answered with the standard error (426, 400...).
+    - ``select_subprotocol(connection, offered)`` picks the subprotocol;
+      by default the first offered one in ``subprotocols``, else none. It
+      may raise :class:`~wsskit.exceptions.NegotiationError` to answer 400.
+    - ``open_timeout``: TLS and HTTP handshake must end in this time or the
+      transport is dropped.
+    - The other options are as for :func:`~wsskit.asyncio.client.connect`;
+      ``sock``, ``reuse_port`` and ``create_server_kwargs`` go to
+      :meth:`asyncio.loop.create_server`.
+
+    Raises :class:`OSError` when the address cannot be bound (on await) and
+    :class:`ValueError` for invalid options.
+    """
+    server = Server(
+        handler,
+        subprotocols=subprotocols,
+        select_subprotocol=select_subprotocol,
+        compression=compression,
+        open_timeout=open_timeout,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        close_timeout=close_timeout,
+        max_size=max_size,
+        max_queue=max_queue,
+        write_limit=write_limit,
+        limits=limits,
+        process_request=process_request,
+        server_header=server_header,
+    )
+    kwargs = dict(create_server_kwargs, ssl=ssl, sock=sock)
+    if reuse_port:
+        kwargs["reuse_port"] = True
+    return _Serve(server, host, port, kwargs)
