@@ -39,7 +39,9 @@ class ServeProcess:
             text=True,
             env=env,
         )
-        self.wait_for("wsskit: serving ")
+        line = self.wait_for("wsskit: serving ")
+        if "wss://" in line:
+            self.wait_for("trust it with:")
 
     def wait_for(self, needle: str) -> str:
         assert self.proc.stderr is not None

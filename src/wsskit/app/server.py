@@ -72,23 +72,27 @@ def _peer(ws: Connection) -> str:
     return str(address)
 
 
-def _ssl_context(config: ServeConfig) -> ssl.SSLContext | None:
+def _ssl_context(config: ServeConfig) -> tuple[ssl.SSLContext | None, list[str]]:
+    """The server's TLS context, and the lines that tell the user how to trust it."""
     if not config.tls:
         if not _is_loopback(config.host):
             log.warning(
                 "serving plain ws:// on %s: traffic is readable and forgeable on the network; use TLS",
                 config.host,
             )
-        return None
+        return None, []
     if config.certfile is not None:
-        return tls.server_context(config.certfile, config.keyfile, profile=config.profile)  # type: ignore[arg-type]
+        context = tls.server_context(config.certfile, config.keyfile, profile=config.profile)  # type: ignore[arg-type]
+        return context, [f"certificate {config.certfile}"]
     paths, created = ensure_dev_certificates(config.cert_dir)
-    verb = "created" if created else "using"
-    log.info(
-        "%s dev certificate for localhost, 127.0.0.1, ::1 signed by the local CA at %s", verb, paths.ca_cert
-    )
-    log.info("trust it with:  --cacert %s   (or: wsskit cert trust)", paths.ca_cert)
-    return tls.server_context(paths.cert, paths.key, profile=config.profile)  # type: ignore[arg-type]
+    lines = [
+        f"dev certificate for localhost, 127.0.0.1, ::1 signed by the local CA at {paths.ca_cert}",
+        f"trust it with:  --cacert {paths.ca_cert}   (or: wsskit cert trust)",
+    ]
+    if created:
+        lines.insert(0, f"created a local development CA in {paths.directory}")
+    context = tls.server_context(paths.cert, paths.key, profile=config.profile)  # type: ignore[arg-type]
+    return context, lines
 
 
 def _resolve(future: asyncio.Future[int], value: int) -> None:
@@ -107,7 +111,7 @@ def _is_loopback(host: str) -> bool:
 
 async def start(config: ServeConfig) -> Server:
     """Start serving ``config`` and return the running server."""
-    context = _ssl_context(config)
+    context, trust_lines = _ssl_context(config)
     server = await serve(
         _dispatch,
         config.host,
@@ -117,6 +121,8 @@ async def start(config: ServeConfig) -> Server:
         process_request=_route,
     )
     log.info("serving %s (echo at /echo)", config.url())
+    for line in trust_lines:
+        log.info("%s", line)
     return server
 
 
