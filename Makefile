@@ -35,8 +35,14 @@ unit: venv
 
 test: lint unit conformance-quick
 
+# The Autobahn Testsuite needs Python 2.7 (setup.sh exits 3 without one): a
+# user's `make test` skips it with a notice; under CI=true its absence fails.
 conformance-quick: venv
-	bash compliance/setup.sh
+	@bash compliance/setup.sh; rc=$$?; \
+	if [ $$rc -eq 3 ]; then \
+		if [ "$$CI" = "true" ]; then echo "conformance: no Python 2.7 under CI=true: failing"; exit 1; fi; \
+		echo "conformance: SKIPPED, no Python 2.7 for the Autobahn Testsuite (see compliance/README.md)"; exit 0; \
+	elif [ $$rc -ne 0 ]; then exit $$rc; fi; \
 	$(PY) compliance/run.py both --quick
 
 conformance: venv
