@@ -12,8 +12,8 @@ that is not OK, and writes the same as Markdown to <report-dir>/summary.md. The 
 HTML reports are in <report-dir>/servers/index.html and <report-dir>/clients/index.html.
 
 Exit status: 0 when no case FAILED and every selected case has a result; 1 when a
-case FAILED or results are missing; 2 when the suite cannot run at all (wstest not
-installed: run compliance/setup.sh first).
+case FAILED, results are missing or a peer crashed; 2 when the suite cannot run at
+all (wstest not installed: run compliance/setup.sh first).
 
 Needs only the standard library (plus ``cryptography``, a wsskit dependency, for
 --tls) and a wstest made by compliance/setup.sh.
@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import fnmatch
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -75,7 +77,6 @@ CATEGORY_NAMES = {
     "13": "Compression (different parameters)",
 }
 
-ROLE_MODES = {"server": "fuzzingclient", "client": "fuzzingserver"}
 ROLE_DIRS = {"server": "servers", "client": "clients"}
 
 # Lists the suite's case ids from inside the Python 2.7 venv (so no case list is copied here).
@@ -387,6 +388,15 @@ class Options:
     verbose: bool
 
 
+_GENERIC_RESULTS = ("Actual events match at least one expected.", "Actual events are undefined by the spec.")
+
+
+def _plain(html: str, limit: int = 140) -> str:
+    """Autobahn's case description as one line of text: tags dropped, whitespace folded."""
+    text = " ".join(re.sub(r"<[^>]*>", " ", html).split())
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
 def read_results(outdir: Path, agent: str, expected: Sequence[str]) -> dict[str, CaseResult]:
     """Parse Autobahn's index.json (and the per-case reports of cases that are not OK)."""
     index_path = outdir / "index.json"
@@ -411,6 +421,9 @@ def read_results(outdir: Path, agent: str, expected: Sequence[str]) -> dict[str,
                     detail = {}
                 result.result = str(detail.get("result", ""))
                 result.result_close = str(detail.get("resultClose", ""))
+                if result.result in _GENERIC_RESULTS:
+                    # "Actual events match at least one expected." says nothing: say what the case does.
+                    result.result = _plain(str(detail.get("description", ""))) or result.result
         results[case_id] = result
     return {c: results[c] for c in expected if c in results}
 
@@ -622,6 +635,17 @@ def run_client_role(opts: Options) -> RoleRun:
     return run
 
 
+def existing_run(opts: Options, role: str) -> RoleRun:
+    """A role's results as an earlier run left them in the report directory."""
+    run = RoleRun(role, opts.agent, list(opts.cases))
+    outdir = opts.report_dir / ROLE_DIRS[role]
+    run.results = read_results(outdir, opts.agent, opts.cases)
+    if not (outdir / "index.json").exists():
+        run.error = f"no {outdir / 'index.json'}"
+    run.seconds = sum(r.duration_ms for r in run.results.values()) / 1000  # case time, no overhead
+    return run
+
+
 # --------------------------------------------------------------------------- summary
 
 
@@ -798,6 +822,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--strict-close", action="store_true", help="also fail on a close behavior of FAILED or UNCLEAN"
     )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: summarize the reports an earlier run left in --report-dir",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="print every case as it starts")
     args = parser.parse_args(argv)
     if args.quick and args.cases:
@@ -820,37 +849,39 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     report_dir: Path = args.report_dir.resolve()
     report_dir.mkdir(parents=True, exist_ok=True)
-    tls_dir = None
-    tls = None
-    if args.tls:
-        tls_dir = Path(tempfile.mkdtemp(prefix="wsskit-autobahn-tls-"))
-        tls = make_certificates(tls_dir)
     opts = Options(
         suite=suite,
         cases=cases,
         impl=args.impl,
         agent=args.agent or args.impl,
         report_dir=report_dir,
-        tls=tls,
+        tls=None,
         timeout=args.timeout,
         verbose=args.verbose,
     )
+    roles = ("server", "client") if args.role == "both" else (args.role,)
     print(
         f"Autobahn Testsuite {suite.version} ({suite.wstest}); {len(cases)} of {len(suite.case_ids)} "
-        f"cases; reports in {report_dir}",
+        f"cases; reports {'read from' if args.report_only else 'in'} {report_dir}",
         flush=True,
     )
 
     runs: list[RoleRun] = []
-    try:
-        for role in ("server", "client") if args.role == "both" else (args.role,):
-            runs.append(run_server_role(opts) if role == "server" else run_client_role(opts))
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-    finally:
-        if tls_dir is not None:
-            shutil.rmtree(tls_dir, ignore_errors=True)
+    if args.report_only:
+        runs = [existing_run(opts, role) for role in roles]
+    else:
+        tls_dir = Path(tempfile.mkdtemp(prefix="wsskit-autobahn-tls-")) if args.tls else None
+        try:
+            if tls_dir is not None:
+                opts = dataclasses.replace(opts, tls=make_certificates(tls_dir))
+            for role in roles:
+                runs.append(run_server_role(opts) if role == "server" else run_client_role(opts))
+        except KeyboardInterrupt:
+            print("\ninterrupted", file=sys.stderr)
+            return 130
+        finally:
+            if tls_dir is not None:
+                shutil.rmtree(tls_dir, ignore_errors=True)
 
     print(text_summary(runs, suite))
     summary_path = report_dir / "summary.md"
