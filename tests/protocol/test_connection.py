@@ -463,3 +463,46 @@ def test_partial_text_checked_once_per_byte_and_valid_when_whole() -> None:
         pair.server.receive_data(frame[i : i + 1000])
     assert pair.server.events_received() == [TextMessage(text)]
     assert pair.server.failure is None
+
+
+# -- deferred failure: answer the messages before a violation first ---------------
+
+
+def _deferring_pair() -> ConnectionPair:
+    pair = ConnectionPair()
+    pair.server.defer_failure = True
+    return pair
+
+
+def test_violation_after_messages_waits_for_commit() -> None:
+    pair = _deferring_pair()
+    pair.server.receive_data(masked(Opcode.TEXT, b"first") + b"\xa1\x80abcd" + masked(Opcode.PING, b""))
+    assert pair.server.events_received() == [TextMessage("first")]
+    assert pair.server.failure_pending and pair.server.state is State.OPEN
+    assert flush(pair.server) == b""
+    pair.server.send(TextMessage("first"))  # the answer goes out before the Close
+    pair.server.receive_data(masked(Opcode.TEXT, b"ignored"))  # nothing after a violation counts
+    assert pair.server.events_received() == []
+    pair.server.commit_failure()
+    frames = server_frames(pair)
+    assert [(f[2], f[3][:2]) for f in frames] == [(Opcode.TEXT, b"fi"), (Opcode.CLOSE, b"\x03\xea")]
+    assert isinstance(pair.server.failure, RemoteProtocolError)
+    assert not pair.server.failure_pending and pair.server.close_transport
+    pair.server.commit_failure()  # idempotent
+    assert flush(pair.server) == b""
+
+
+def test_violation_without_messages_fails_at_once_even_when_deferring() -> None:
+    pair = _deferring_pair()
+    pair.server.receive_data(b"\xa1\x80abcd")
+    assert not pair.server.failure_pending
+    assert close_code_sent(pair) == 1002
+
+
+def test_eof_commits_a_pending_failure() -> None:
+    pair = _deferring_pair()
+    pair.server.receive_data(masked(Opcode.BINARY, b"x") + masked(Opcode.TEXT, b"\xff"))
+    assert pair.server.failure_pending
+    pair.server.receive_eof()
+    assert close_code_sent(pair) == 1007
+    assert pair.server.closed_error().code == 1007

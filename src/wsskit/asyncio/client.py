@@ -122,6 +122,7 @@ class _Connect:
             origin=options["origin"],
             compression=_deflate_options(options["compression"]),
             limits=_limits(options["limits"], options["max_size"]),
+            defer_failure=True,
         )
         connection_options = {
             "ping_interval": options["ping_interval"],

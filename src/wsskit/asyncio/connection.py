@@ -129,6 +129,9 @@ class Connection(asyncio.Protocol):
         # the order sent.
         self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
         self._keepalive_handle: asyncio.TimerHandle | None = None
+        # A peer's violation waiting until the messages before it are read.
+        self._failure_handle: asyncio.TimerHandle | None = None
+        self._failure_waiting = False
         self._abort_handle: asyncio.TimerHandle | None = None
         # Set while send() streams a fragmented message; other sends wait.
         self._fragmenting: asyncio.Future[None] | None = None
@@ -198,6 +201,10 @@ class Connection(asyncio.Protocol):
             raise InvalidState("recv() is already waiting in another task")
         messages = self._messages
         while not messages:
+            if self._core.failure_pending:
+                # Every message before the peer's violation was read (and,
+                # the handler being back here, answered): fail now.
+                self._commit_failure()
             if self._lost or self._core.state is State.CLOSED:
                 raise self._closed_error()
             waiter = self._loop.create_future()
@@ -498,10 +505,10 @@ class Connection(asyncio.Protocol):
                 self.logger.exception("%r: error while closing the protocol core", self)
         core.events_received()
         core.data_to_send()
-        for handle in (self._keepalive_handle, self._abort_handle):
+        for handle in (self._keepalive_handle, self._abort_handle, self._failure_handle):
             if handle is not None:
                 handle.cancel()
-        self._keepalive_handle = self._abort_handle = None
+        self._keepalive_handle = self._abort_handle = self._failure_handle = None
         self._writing_paused = False
         self._wake_drain_waiters()
         self._wake_receiver()
@@ -574,8 +581,36 @@ class Connection(asyncio.Protocol):
                 if self._reply_backlog > max(self._write_limit, _MIN_REPLY_BACKLOG):
                     self._replies_stuck = True
                     self._update_reading()
+        if core.failure_pending:
+            self._defer_failure()
         if core.close_transport or core.state is State.CLOSED:
             self._check_close()
+
+    def _defer_failure(self) -> None:
+        # The peer violated the protocol after sending valid messages: let the
+        # application read them (and answer) before the Close goes out. Nothing
+        # more is read meanwhile, and close_timeout bounds the wait.
+        if not self._messages:
+            self._commit_failure()
+            return
+        if self._failure_handle is None:
+            self._failure_waiting = True
+            self._update_reading()
+            delay = self.close_timeout if self.close_timeout is not None else 10.0
+            self._failure_handle = self._loop.call_later(delay, self._commit_failure)
+
+    def _commit_failure(self) -> None:
+        if self._failure_handle is not None:
+            self._failure_handle.cancel()
+            self._failure_handle = None
+        self._failure_waiting = False
+        core = self._core
+        if not core.failure_pending:
+            return
+        core.commit_failure()
+        self.logger.debug("%r: failed the connection: %s", self, core.failure)
+        self._flush()
+        self._check_close()
 
     def _on_handshake_event(self, event: Event) -> None:
         # Request / Accept / Reject: handled by the client and server subclasses.
@@ -612,7 +647,7 @@ class Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None or self._lost:
             return
-        pause = self._queue_full or self._replies_stuck
+        pause = self._queue_full or self._replies_stuck or self._failure_waiting
         if pause != self._reading_paused:
             self._reading_paused = pause
             if pause:

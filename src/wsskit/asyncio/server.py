@@ -254,7 +254,7 @@ class Server:
         return self
 
     def _make_connection(self) -> ServerConnection:
-        core = _ServerCore(limits=self._limits, compression=self._compression)
+        core = _ServerCore(limits=self._limits, compression=self._compression, defer_failure=True)
         return ServerConnection(self, core, **self._connection_options)
 
     @property

@@ -13,6 +13,12 @@ A peer's violation never raises out of :meth:`Connection.receive_data`: the
 core queues the Close frame (or the HTTP error response) with the right code,
 records the reason in :attr:`Connection.failure` and discards further input.
 The core answers Pings and Close frames itself.
+
+With ``defer_failure=True`` a violation found after valid messages does not
+fail the connection at once: the core returns those messages, reads nothing
+more, and :attr:`Connection.failure_pending` turns true until the I/O layer
+calls :meth:`Connection.commit_failure` (once the application has read the
+messages and had the chance to answer them).
 """
 
 from __future__ import annotations
@@ -62,8 +68,13 @@ class Connection:
 
     is_client: bool = False
 
-    def __init__(self, *, limits: Limits, compression: DeflateOptions | None) -> None:
+    def __init__(
+        self, *, limits: Limits, compression: DeflateOptions | None, defer_failure: bool = False
+    ) -> None:
         self.state = State.CONNECTING
+        self.defer_failure = defer_failure
+        # A violation waiting for commit_failure() (defer_failure only).
+        self._pending_failure: RemoteProtocolError | None = None
         self.limits = limits
         self.compression = compression
         self.subprotocol: str | None = None
@@ -99,8 +110,8 @@ class Connection:
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Feed bytes received from the network."""
-        if self.state is State.CLOSED or self.close_received is not None:
-            return  # RFC 6455 §5.5.1: nothing after a Close frame counts.
+        if self.state is State.CLOSED or self.close_received is not None or self._pending_failure is not None:
+            return  # RFC 6455 §5.5.1: nothing after a Close frame (or a violation) counts.
         self._buffer += data
         if self.state is not State.CONNECTING:
             self._parse_frames()
@@ -114,6 +125,7 @@ class Connection:
 
     def receive_eof(self) -> None:
         """Tell the core the peer closed its side of the transport."""
+        self.commit_failure()
         self._close_transport = True
         if self.state is not State.CLOSED:
             self.state = State.CLOSED
@@ -176,6 +188,23 @@ class Connection:
             self._failed_locally = True
         self._fail_with_close(code, reason)
 
+    @property
+    def failure_pending(self) -> bool:
+        """True while a violation waits for :meth:`commit_failure` (``defer_failure`` only)."""
+        return self._pending_failure is not None
+
+    def commit_failure(self) -> None:
+        """Fail the connection for the violation that is pending, if any.
+
+        Queues the Close frame with the violation's code, as
+        :meth:`receive_data` does without ``defer_failure``.
+        """
+        exc = self._pending_failure
+        if exc is not None:
+            self._pending_failure = None
+            self.failure = exc
+            self._fail_with_close(exc.close_code, str(exc))
+
     def closed_error(self) -> ConnectionClosed:
         """The exception for an operation on the closed connection.
 
@@ -213,10 +242,15 @@ class Connection:
                     self._on_data(fin, rsv1, opcode, payload)
             if self._buffer and self.state is not State.CLOSED:
                 self._check_partial_text()
-        except (RemoteProtocolError, HandshakeError) as exc:
-            self.failure = exc
-            code = exc.close_code if isinstance(exc, RemoteProtocolError) else 1002
-            self._fail_with_close(code, str(exc))
+        except RemoteProtocolError as exc:
+            if self.defer_failure and self._events:
+                # Let the messages before the violation be read (and answered)
+                # first; nothing after it counts (RFC 6455 §7.1.7).
+                self._pending_failure = exc
+                self._discard_input()
+            else:
+                self.failure = exc
+                self._fail_with_close(exc.close_code, str(exc))
         finally:
             frames.close()
         if self.close_received is not None:
@@ -450,9 +484,15 @@ class ServerConnection(Connection):
 
     is_client = False
 
-    def __init__(self, *, limits: Limits | None = None, compression: DeflateOptions | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        limits: Limits | None = None,
+        compression: DeflateOptions | None = None,
+        defer_failure: bool = False,
+    ) -> None:
         limits = limits if limits is not None else Limits()
-        super().__init__(limits=limits, compression=compression)
+        super().__init__(limits=limits, compression=compression, defer_failure=defer_failure)
         self._handshake = ServerHandshake(limits=limits, compression=compression)
         self.request: Request | None = None
 
@@ -514,9 +554,10 @@ class ClientConnection(Connection):
         origin: str | None = None,
         compression: DeflateOptions | None = None,
         limits: Limits | None = None,
+        defer_failure: bool = False,
     ) -> None:
         limits = limits if limits is not None else Limits()
-        super().__init__(limits=limits, compression=compression)
+        super().__init__(limits=limits, compression=compression, defer_failure=defer_failure)
         self._handshake = ClientHandshake(
             host,
             target,
