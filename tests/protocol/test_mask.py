@@ -35,3 +35,16 @@ def test_accepts_memoryview_and_bytearray() -> None:
 def test_rejects_bad_key() -> None:
     with pytest.raises(ValueError, match="4 bytes"):
         apply_mask(b"abc", b"\x00\x01")
+
+
+@given(st.integers(0, 3000), st.binary(min_size=4, max_size=4))
+def test_both_strategies_agree_around_the_threshold(size: int, key: bytes) -> None:
+    data = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    assert apply_mask(data, key) == _reference(data, key)
+
+
+def test_large_payload_round_trip() -> None:
+    data = bytes(range(256)) * 4096 + b"tail"
+    key = b"\xde\xad\xbe\xef"
+    assert apply_mask(apply_mask(data, key), key) == data
+    assert apply_mask(memoryview(data)[1:], key)[:3] == _reference(data[1:4], key)
