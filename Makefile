@@ -26,7 +26,8 @@ serve: venv
 	$(VENV)/bin/wsskit serve $(ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff check src tests compliance bench
+	$(VENV)/bin/ruff check src tests compliance bench tools
+	$(VENV)/bin/ruff format --check src tests compliance bench tools
 	$(VENV)/bin/mypy
 
 unit: venv

@@ -166,7 +166,9 @@ def test_chain_verifies_with_webpki_rules(
 
 def test_chain_refuses_other_names(shared: DevCertificates) -> None:
     verifier = (
-        PolicyBuilder().store(Store([_load(shared.ca_cert)])).build_server_verifier(x509.DNSName("example.com"))
+        PolicyBuilder()
+        .store(Store([_load(shared.ca_cert)]))
+        .build_server_verifier(x509.DNSName("example.com"))
     )
     with pytest.raises(x509.verification.VerificationError):
         verifier.verify(_load(shared.cert), [])

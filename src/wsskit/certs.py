@@ -232,8 +232,7 @@ def trust_instructions(ca_cert: Path) -> str:
             "wsskit and Python clients:",
             f"  wsskit ... --cacert {quoted}",
             f"  wsskit.tls.client_context(cafile={path!r})",
-            f"  SSL_CERT_FILE={quoted} python ...   "
-            "(replaces the system CAs for Python's ssl module)",
+            f"  SSL_CERT_FILE={quoted} python ...   (replaces the system CAs for Python's ssl module)",
             "curl:",
             f"  curl --cacert {quoted} https://localhost:PORT/",
             "Firefox:",

@@ -89,9 +89,7 @@ def client_context(
     """
     if keyfile is not None and certfile is None:
         raise ValueError("keyfile given without certfile")
-    context = ssl.create_default_context(
-        ssl.Purpose.SERVER_AUTH, cafile=cafile, capath=capath, cadata=cadata
-    )
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile, capath=capath, cadata=cadata)
     # create_default_context already sets these; state them so that a change
     # of default in a future Python cannot weaken wsskit silently.
     context.verify_mode = ssl.CERT_REQUIRED

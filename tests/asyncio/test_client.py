@@ -43,8 +43,14 @@ async def test_the_request_carries_the_options() -> None:
             origin="https://example.com",
             user_agent_header="tester/1.0",
             ping_interval=None,
-        ):
+            subprotocols=["chat"],
+        ) as ws:
             request = await asyncio.wait_for(seen, TIMEOUT)
+            # The client keeps the request it sent, the same one the server saw.
+            assert ws.request is not None
+            assert ws.request.target == "/chat/room?x=1"
+            assert ws.request.headers == request.headers
+            assert ws.request.subprotocols == ("chat",)
     assert request.path == "/chat/room" and request.query == {"x": "1"}
     assert request.headers["X-Test"] == "yes"
     assert request.headers["Origin"] == "https://example.com"

@@ -40,6 +40,7 @@ class ClientConnection(Connection):
 
     def __init__(self, core: _ClientCore, **options: Any) -> None:
         super().__init__(core, **options)
+        self.request = core.request
         self._handshake: asyncio.Future[None] = self._loop.create_future()
 
     def _on_handshake_event(self, event: Event) -> None:

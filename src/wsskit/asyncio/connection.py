@@ -107,7 +107,7 @@ class Connection(asyncio.Protocol):
         self._max_queue = max_queue
         self._low_water = 0 if max_queue is None else max_queue // 4
         self._write_limit = write_limit
-        #: The opening handshake's request (on a client, the one it sent is not kept).
+        #: The opening handshake's request: received on a server, sent on a client.
         self.request: Request | None = None
         #: The server's answer, on a client once the handshake succeeded.
         self.response: Accept | None = None

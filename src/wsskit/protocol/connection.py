@@ -568,6 +568,8 @@ class ClientConnection(Connection):
             limits=limits,
         )
         self.response: Accept | Reject | None = None
+        #: The upgrade request sent to the server.
+        self.request: Request = self._handshake.request
         self._out.append(self._handshake.request_bytes())
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:

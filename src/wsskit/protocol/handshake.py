@@ -409,6 +409,7 @@ class ClientHandshake:
         "_request",
         "_result",
         "_scanner",
+        "_sent",
         "_subprotocols",
     )
 
@@ -465,6 +466,9 @@ class ClientHandshake:
         fields.update(extra)
 
         self._request = build_request("GET", target, fields)
+        self._sent = Request(
+            target, fields, tuple(subprotocols), (client_offer(compression),) if compression else ()
+        )
         self._key = key
         self._subprotocols = tuple(subprotocols)
         self._compression = compression
@@ -477,6 +481,11 @@ class ClientHandshake:
         self._end: int | None = None  # where the handshake's bytes end, once known
         self._result: tuple[Accept, PerMessageDeflate | None] | Reject | None = None
         self._error: HandshakeError | None = None
+
+    @property
+    def request(self) -> Request:
+        """The upgrade request this handshake sends, as a :class:`Request`."""
+        return self._sent
 
     @property
     def key(self) -> str:
