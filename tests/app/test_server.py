@@ -149,6 +149,30 @@ def test_plain_get_gets_426_and_unknown_path_404(served: ServeProcess) -> None:
     assert response.startswith(b"HTTP/1.1 426 ")
 
 
+UPGRADE = (
+    "Host: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("request_text", "status"),
+    [
+        ("GET /echo?" + "a" * 10_000 + " HTTP/1.1\r\n" + UPGRADE + "\r\n", 414),
+        ("GET /echo HTTP/1.1\r\n" + UPGRADE + "".join(f"X-{i}: v\r\n" for i in range(2000)) + "\r\n", 431),
+        ("GET /echo HTTP/1.1\r\n" + UPGRADE + "X-Big: " + "b" * 10_000 + "\r\n\r\n", 431),
+        ("GET /echo HTTP/1.1\r\n" + UPGRADE.replace("dGhlIHNhbXBsZSBub25jZQ==", "short") + "\r\n", 400),
+        ("GET /echo HTTP/1.1\r\n" + UPGRADE.replace("Host: 127.0.0.1\r\n", "") + "\r\n", 400),
+        ("DELETE /echo HTTP/1.1\r\n" + UPGRADE + "\r\n", 405),
+        ("GET /echo HTTP/1.0\r\n" + UPGRADE + "\r\n", 505),
+        ("NOT HTTP AT ALL\r\n\r\n", 400),
+    ],
+)
+def test_bad_handshakes_get_their_status(served: ServeProcess, request_text: str, status: int) -> None:
+    response = _raw_http(served.port, served.ca_path(), request_text.encode())
+    assert response.startswith(f"HTTP/1.1 {status} ".encode()), response[:80]
+
+
 async def test_violating_frame_closes_that_connection_only(served: ServeProcess) -> None:
     context = _client_context(served.ca_path())
     async with peer_connect(f"wss://127.0.0.1:{served.port}/echo", ssl=context) as healthy:
@@ -171,6 +195,7 @@ async def test_violating_frame_closes_that_connection_only(served: ServeProcess)
         writer.close()
         await healthy.send("still here")
         assert await healthy.recv() == "still here"
+    served.wait_for("closed 1002")  # the log line carries the code the violation got
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
