@@ -129,6 +129,8 @@ class _Connect:
             "ping_interval": options["ping_interval"],
             "ping_timeout": options["ping_timeout"],
             "close_timeout": options["close_timeout"],
+            "write_timeout": options["write_timeout"],
+            "idle_timeout": options["idle_timeout"],
             "max_queue": options["max_queue"],
             "write_limit": options["write_limit"],
             "logger": logger,
@@ -173,6 +175,8 @@ def connect(
     ping_interval: float | None = 20,
     ping_timeout: float | None = 20,
     close_timeout: float | None = 10,
+    write_timeout: float | None = 60,
+    idle_timeout: float | None = None,
     max_size: int | None = DEFAULT_MAX_SIZE,
     max_queue: int | None = 16,
     write_limit: int = 2**15,
@@ -194,6 +198,10 @@ def connect(
     - ``ping_interval`` / ``ping_timeout``: keepalive; fail with 1011 when a
       ping gets no pong in time. None disables.
     - ``close_timeout``: bound on the closing handshake before aborting.
+    - ``write_timeout``: a peer that reads nothing while the write buffer
+      stays above ``write_limit`` this long is cut off (1008); None disables.
+    - ``idle_timeout``: close with 1001 after this long without a message
+      either way (keepalive pings do not count); None (the default) disables.
     - ``max_size``: largest message received (None: no limit); overrides
       ``limits.max_message_size`` unless left at its default.
     - ``max_queue``: received messages buffered before reading pauses.
@@ -216,6 +224,8 @@ def connect(
         "ping_interval": ping_interval,
         "ping_timeout": ping_timeout,
         "close_timeout": close_timeout,
+        "write_timeout": write_timeout,
+        "idle_timeout": idle_timeout,
         "max_size": max_size,
         "max_queue": max_queue,
         "write_limit": write_limit,

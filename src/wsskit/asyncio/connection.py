@@ -91,6 +91,8 @@ class Connection(asyncio.Protocol):
         max_queue: int | None,
         write_limit: int,
         logger: logging.Logger,
+        write_timeout: float | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
         if max_queue is not None and max_queue < 1:
             raise ValueError("max_queue must be at least 1, or None for no limit")
@@ -104,6 +106,8 @@ class Connection(asyncio.Protocol):
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
+        self.write_timeout = write_timeout
+        self.idle_timeout = idle_timeout
         self._max_queue = max_queue
         self._low_water = 0 if max_queue is None else max_queue // 4
         self._write_limit = write_limit
@@ -129,6 +133,11 @@ class Connection(asyncio.Protocol):
         # the order sent.
         self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
         self._keepalive_handle: asyncio.TimerHandle | None = None
+        # Cuts off a peer that stops reading (see write_timeout).
+        self._write_handle: asyncio.TimerHandle | None = None
+        # Idle timeout: the last message either way, checked by one timer.
+        self._last_activity = 0.0
+        self._idle_handle: asyncio.TimerHandle | None = None
         # A peer's violation waiting until the messages before it are read.
         self._failure_handle: asyncio.TimerHandle | None = None
         self._failure_waiting = False
@@ -344,6 +353,8 @@ class Connection(asyncio.Protocol):
         if core.state is not State.OPEN and core.state is not State.CONNECTING:
             raise self._closed_error()
         core.send(event)
+        if self._idle_handle is not None and (type(event) is TextMessage or type(event) is BytesMessage):
+            self._last_activity = self._loop.time()
         data = core.data_to_send()
         if data and not self._lost:
             self.transport.writelines(data)
@@ -505,10 +516,17 @@ class Connection(asyncio.Protocol):
                 self.logger.exception("%r: error while closing the protocol core", self)
         core.events_received()
         core.data_to_send()
-        for handle in (self._keepalive_handle, self._abort_handle, self._failure_handle):
+        for handle in (
+            self._keepalive_handle,
+            self._abort_handle,
+            self._failure_handle,
+            self._write_handle,
+            self._idle_handle,
+        ):
             if handle is not None:
                 handle.cancel()
         self._keepalive_handle = self._abort_handle = self._failure_handle = None
+        self._write_handle = self._idle_handle = None
         self._writing_paused = False
         self._wake_drain_waiters()
         self._wake_receiver()
@@ -524,9 +542,14 @@ class Connection(asyncio.Protocol):
     def pause_writing(self) -> None:
         """Called by asyncio when the write buffer went over ``write_limit``."""
         self._writing_paused = True
+        if self.write_timeout is not None and self._write_handle is None and not self._lost:
+            self._write_handle = self._loop.call_later(self.write_timeout, self._write_timed_out)
 
     def resume_writing(self) -> None:
         """Called by asyncio when the write buffer drained: wake the senders."""
+        if self._write_handle is not None:
+            self._write_handle.cancel()
+            self._write_handle = None
         self._writing_paused = False
         self._reply_backlog = 0
         self._wake_drain_waiters()
@@ -559,6 +582,7 @@ class Connection(asyncio.Protocol):
                 elif type(event) is not Ping:  # the core answered Pings already
                     self._on_handshake_event(event)
             if received:
+                self._last_activity = self._loop.time()
                 self._wake_receiver()
                 max_queue = self._max_queue
                 if max_queue is not None and len(messages) >= max_queue and not self._queue_full:
@@ -670,9 +694,42 @@ class Connection(asyncio.Protocol):
             if self._transport is not None:
                 self._transport.abort()
 
+    def _write_timed_out(self) -> None:
+        # The peer read nothing for write_timeout while our buffer stayed
+        # full: a Close could not reach it either, so drop the transport.
+        self._write_handle = None
+        if self._lost or self._transport is None:
+            return
+        self.logger.info("%r: peer read nothing for %s s; dropping the connection", self, self.write_timeout)
+        if self._core.state is State.OPEN:
+            self._core.fail(1008, "peer stopped reading")
+            self._core.data_to_send()  # unsendable: the buffer is full
+        self._transport.abort()
+
+    # -- idle timeout ---------------------------------------------------------------
+
+    def _start_idle_timer(self) -> None:
+        if self.idle_timeout is not None and self._idle_handle is None:
+            self._last_activity = self._loop.time()
+            self._idle_handle = self._loop.call_later(self.idle_timeout, self._check_idle)
+
+    def _check_idle(self) -> None:
+        # One timer per connection: each message only stores a timestamp,
+        # and the timer re-arms for whatever time is left.
+        self._idle_handle = None
+        if self._lost or self._core.state is not State.OPEN or self.idle_timeout is None:
+            return
+        left = self._last_activity + self.idle_timeout - self._loop.time()
+        if left > 0:
+            self._idle_handle = self._loop.call_later(left, self._check_idle)
+            return
+        self.logger.info("%r: idle for %s s; closing", self, self.idle_timeout)
+        self._start_close(1001, "idle timeout")
+
     # -- keepalive -----------------------------------------------------------------
 
     def _start_keepalive(self) -> None:
+        self._start_idle_timer()
         if self.ping_interval is not None and self._keepalive_handle is None:
             self._keepalive_handle = self._loop.call_later(self.ping_interval, self._keepalive)
 
