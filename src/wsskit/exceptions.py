@@ -20,6 +20,7 @@
     │   ├── Unauthorized              401
     │   ├── Forbidden                 403
     │   └── RateLimited               429; ``.retry_after`` in seconds
+    │       └── Overloaded            503: a cap on connections or handshakes is reached
     └── BackplaneError                a broker failure; ``__cause__`` is the driver's error
 
 Timeouts raise the builtin :class:`TimeoutError`; failures to connect raise
@@ -52,6 +53,7 @@ __all__ = [
     "Unauthorized",
     "Forbidden",
     "RateLimited",
+    "Overloaded",
     "BackplaneError",
 ]
 
@@ -179,6 +181,12 @@ class RateLimited(Rejected):
     def __init__(self, message: str = "", *, retry_after: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Overloaded(RateLimited):
+    """A cap is reached (503): too many connections or handshakes, not a rate exceeded."""
+
+    status = 503
 
 
 class BackplaneError(WebSocketError):
