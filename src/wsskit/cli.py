@@ -74,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--cert-dir", type=Path, help="where the dev CA lives (default: the user's data folder)"
     )
+    serve.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="also accept WebSocket requests from this browser origin (repeatable; its own is allowed)",
+    )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
     cert = commands.add_parser("cert", help="make or show the local development CA and certificate")
@@ -106,9 +113,13 @@ def _serve(args: argparse.Namespace) -> int:
         max_size=args.max_size,
         cert_dir=args.cert_dir,
         profile=args.profile,
+        origins=tuple(args.allow_origin),
     )
     try:
         asyncio.run(run(config))
+    except ValueError as exc:  # a malformed --allow-origin
+        print(f"wsskit: error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"wsskit: error: cannot serve on {config.url()}: {exc.strerror or exc}", file=sys.stderr)
         return 1

@@ -151,14 +151,20 @@ class InvalidURI(WebSocketError, ValueError):
 
 
 class Rejected(WebSocketError):
-    """A guard refused the handshake with HTTP :attr:`status`."""
+    """A guard refused the handshake with HTTP :attr:`status`.
+
+    :attr:`headers` go into the response (``WWW-Authenticate`` for a 401).
+    """
 
     status = 403
 
-    def __init__(self, message: str = "", *, status: int | None = None) -> None:
+    def __init__(
+        self, message: str = "", *, status: int | None = None, headers: tuple[tuple[str, str], ...] = ()
+    ) -> None:
         super().__init__(message or self.__class__.__name__)
         if status is not None:
             self.status = status
+        self.headers = headers
 
 
 class Unauthorized(Rejected):
@@ -178,8 +184,10 @@ class RateLimited(Rejected):
 
     status = 429
 
-    def __init__(self, message: str = "", *, retry_after: float = 1.0) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str = "", *, retry_after: float = 1.0, headers: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        super().__init__(message, headers=headers)
         self.retry_after = retry_after
 
 

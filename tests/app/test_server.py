@@ -239,3 +239,30 @@ async def test_no_tls_on_loopback_is_quiet_and_serves_ws(tmp_path: Path) -> None
 def test_websockets_is_the_peer_library() -> None:
     # The interop claims above are only worth something against the real library.
     assert int(websockets.__version__.split(".")[0]) >= 13
+
+
+async def test_own_origin_allowed_and_foreign_origin_refused(served: ServeProcess) -> None:
+    context = _client_context(served.ca_path())
+    uri = f"wss://127.0.0.1:{served.port}/echo"
+    for origin in (f"https://127.0.0.1:{served.port}", f"https://localhost:{served.port}"):
+        async with peer_connect(uri, ssl=context, origin=origin) as ws:  # type: ignore[arg-type]
+            await ws.send("same origin")
+            assert await ws.recv() == "same origin"
+    with pytest.raises(websockets.InvalidStatus) as info:
+        async with peer_connect(uri, ssl=context, origin="https://evil.example"):  # type: ignore[arg-type]
+            pass
+    assert info.value.response.status_code == 403
+
+
+async def test_allow_origin_option(tmp_path: Path) -> None:
+    server = ServeProcess(tmp_path, "--no-tls", "--allow-origin", "https://app.example.com")
+    try:
+        uri = f"ws://127.0.0.1:{server.port}/echo"
+        async with peer_connect(uri, origin="https://app.example.com") as ws:  # type: ignore[arg-type]
+            await ws.send("listed")
+            assert await ws.recv() == "listed"
+        with pytest.raises(websockets.InvalidStatus):
+            async with peer_connect(uri, origin="https://other.example.com"):  # type: ignore[arg-type]
+                pass
+    finally:
+        assert server.stop() == 0

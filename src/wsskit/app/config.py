@@ -26,6 +26,8 @@ class ServeConfig:
     max_size: int | None = 2**20
     cert_dir: Path | None = None
     profile: str = "intermediate"
+    #: Origins allowed besides the server's own (``https://app.example.com``).
+    origins: tuple[str, ...] = ()
 
     @property
     def scheme(self) -> str:

@@ -14,6 +14,7 @@ from .. import tls
 from ..asyncio.connection import Connection
 from ..asyncio.server import Server, serve
 from ..certs import ensure_dev_certificates
+from ..guards.origin import OriginPolicy
 from ..protocol.events import Reject, Request
 from ..protocol.handshake import error_reject
 from ..protocol.headers import Headers
@@ -112,6 +113,12 @@ def _is_loopback(host: str) -> bool:
 async def start(config: ServeConfig) -> Server:
     """Start serving ``config`` and return the running server."""
     context, trust_lines = _ssl_context(config)
+    # RFC 6455 §10.2: browsers send Origin; a page elsewhere must not open
+    # sockets with the user's cookies (Cross-Site WebSocket Hijacking). The
+    # server's own origin is allowed; clients without Origin are not browsers.
+    origins = OriginPolicy.for_server(
+        config.scheme, config.host, config.port, allowed=config.origins, allow_missing=True
+    )
     server = await serve(
         _dispatch,
         config.host,
@@ -119,6 +126,7 @@ async def start(config: ServeConfig) -> Server:
         ssl=context,
         max_size=config.max_size,
         process_request=_route,
+        guards=[origins],
     )
     log.info("serving %s (echo at /echo)", config.url())
     for line in trust_lines:

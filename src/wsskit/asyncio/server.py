@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import socket
 import ssl as _ssl
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
@@ -18,7 +19,7 @@ from types import TracebackType
 from typing import Any, Union
 
 from .. import __version__
-from ..exceptions import ConnectionClosed, NegotiationError, RemoteProtocolError
+from ..exceptions import ConnectionClosed, NegotiationError, RateLimited, Rejected, RemoteProtocolError
 from ..protocol.connection import ServerConnection as _ServerCore
 from ..protocol.connection import State
 from ..protocol.events import Accept, Event, Reject, Request
@@ -28,6 +29,8 @@ from ..protocol.limits import Limits
 from .connection import DEFAULT_MAX_SIZE, Compression, Connection, _deflate_options, _limits
 
 __all__ = [
+    "Guard",
+    "rejection",
     "Server",
     "ServerConnection",
     "serve",
@@ -51,6 +54,11 @@ ProcessRequest = Callable[["ServerConnection", Request], Union[Reject, Awaitable
 
 #: ``select_subprotocol(connection, offered)``: the subprotocol to use, or None.
 SelectSubprotocol = Callable[["ServerConnection", Sequence[str]], Union[str, None]]
+
+#: ``guard(connection, request)`` checks a WebSocket request; it returns
+#: nothing (or an awaitable of nothing) to let it through, and raises
+#: :class:`~wsskit.exceptions.Rejected` to refuse it.
+Guard = Callable[["ServerConnection", Request], Union[Awaitable[None], None]]
 
 
 class ServerConnection(Connection):
@@ -218,6 +226,7 @@ class Server:
         limits: Limits | None,
         process_request: ProcessRequest | None,
         server_header: str | None,
+        guards: Sequence[Guard] = (),
     ) -> None:
         self._handler = handler
         self._subprotocols = tuple(subprotocols or ())
@@ -226,6 +235,7 @@ class Server:
         self._limits = _limits(limits, max_size)
         self._open_timeout = open_timeout
         self._process_request = process_request
+        self._guards = tuple(guards)
         self._server_header = server_header
         self._connection_options: dict[str, Any] = {
             "ping_interval": ping_interval,
@@ -353,17 +363,26 @@ class Server:
             self.connections.discard(connection)
 
     async def _answer(self, connection: ServerConnection, request: Request) -> Accept | Reject:
-        # process_request first, then the request's own error, then subprotocols.
-        if self._process_request is not None:
-            result = self._process_request(connection, request)
-            if inspect.isawaitable(result):
-                result = await result
-            if result is not None:
-                if not isinstance(result, Reject):
-                    raise TypeError(f"process_request must return a Reject or None, not {result!r}")
-                return self._with_server_header(result)
-        if request.error is not None:
-            return self._with_server_header(error_reject(request.error))
+        # process_request first (it may serve plain HTTP), then the request's
+        # own error, then the guards (Origin, authentication, rate limits), then
+        # subprotocols. A guard that raises Rejected is answered with its status.
+        try:
+            if self._process_request is not None:
+                result = self._process_request(connection, request)
+                if inspect.isawaitable(result):
+                    result = await result
+                if result is not None:
+                    if not isinstance(result, Reject):
+                        raise TypeError(f"process_request must return a Reject or None, not {result!r}")
+                    return self._with_server_header(result)
+            if request.error is not None:
+                return self._with_server_header(error_reject(request.error))
+            for guard in self._guards:
+                checked = guard(connection, request)
+                if inspect.isawaitable(checked):
+                    await checked
+        except Rejected as exc:
+            return self._with_server_header(rejection(exc))
         try:
             subprotocol = self._choose_subprotocol(connection, request.subprotocols)
         except NegotiationError as exc:
@@ -389,6 +408,20 @@ class Server:
         headers = Headers(reject.headers)
         headers["Server"] = self._server_header
         return Reject(reject.status, headers, reject.body)
+
+
+def rejection(exc: Rejected) -> Reject:
+    """The HTTP answer to a guard's refusal: its status, headers and message.
+
+    A :class:`~wsskit.exceptions.RateLimited` refusal carries ``Retry-After``
+    (RFC 9110 §10.2.3), in whole seconds and at least 1.
+    """
+    reject = _plain_reject(exc.status, str(exc))
+    headers = Headers(reject.headers)
+    headers.update(exc.headers)
+    if isinstance(exc, RateLimited) and "Retry-After" not in headers:
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    return Reject(reject.status, headers, reject.body)
 
 
 def _plain_reject(status: int, message: str) -> Reject:
@@ -446,6 +479,7 @@ def serve(
     write_limit: int = 2**15,
     limits: Limits | None = None,
     process_request: ProcessRequest | None = None,
+    guards: Sequence[Guard] = (),
     server_header: str | None = SERVER_HEADER,
     sock: socket.socket | None = None,
     reuse_port: bool = False,
@@ -466,6 +500,11 @@ def serve(
     - ``select_subprotocol(connection, offered)`` picks the subprotocol;
       by default the first offered one in ``subprotocols``, else none. It
       may raise :class:`~wsskit.exceptions.NegotiationError` to answer 400.
+    - ``guards``: callables ``guard(connection, request)``, sync or async,
+      run in order for every WebSocket request; one that raises
+      :class:`~wsskit.exceptions.Rejected` answers with its status (403,
+      401 with its headers, 429/503 with ``Retry-After``). The policies in
+      :mod:`wsskit.guards` fit, e.g. ``guards=[OriginPolicy(["https://example.com"])]``.
     - ``open_timeout``: TLS and HTTP handshake must end in this time or the
       transport is dropped.
     - The other options are as for :func:`~wsskit.asyncio.client.connect`;
@@ -492,6 +531,7 @@ def serve(
         limits=limits,
         process_request=process_request,
         server_header=server_header,
+        guards=guards,
     )
     kwargs = dict(create_server_kwargs, ssl=ssl, sock=sock)
     if reuse_port:

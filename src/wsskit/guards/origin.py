@@ -329,6 +329,10 @@ class OriginPolicy:
             return False
         return any(pattern.fullmatch(normalized) for pattern in self._patterns)
 
+    def __call__(self, connection: object, request: Request) -> None:
+        """Run as a guard of :func:`wsskit.serve` (``guards=[policy]``): :meth:`check`."""
+        self.check(request)
+
     def check(self, request: Request) -> None:
         """Let ``request`` through, or raise :class:`~wsskit.exceptions.Forbidden` (403).
 
