@@ -117,6 +117,9 @@ class Connection(asyncio.Protocol):
         self.response: Accept | None = None
         #: The round-trip time of the last ping answered, in seconds.
         self.latency: float = 0.0
+        #: Who is on the other side, as a guard established it (None: unknown).
+        self.identity: Any = None
+        self._expire_handle: asyncio.TimerHandle | None = None
         self.remote_address: Any = None
         self.local_address: Any = None
         self._transport: asyncio.Transport | None = None
@@ -522,11 +525,12 @@ class Connection(asyncio.Protocol):
             self._failure_handle,
             self._write_handle,
             self._idle_handle,
+            self._expire_handle,
         ):
             if handle is not None:
                 handle.cancel()
         self._keepalive_handle = self._abort_handle = self._failure_handle = None
-        self._write_handle = self._idle_handle = None
+        self._write_handle = self._idle_handle = self._expire_handle = None
         self._writing_paused = False
         self._wake_drain_waiters()
         self._wake_receiver()
@@ -705,6 +709,21 @@ class Connection(asyncio.Protocol):
             self._core.fail(1008, "peer stopped reading")
             self._core.data_to_send()  # unsendable: the buffer is full
         self._transport.abort()
+
+    def expire_at(self, delay: float, reason: str = "credentials expired") -> None:
+        """Close the connection with 1008 after ``delay`` seconds (an expiring credential).
+
+        A later call replaces the earlier deadline (a refreshed token).
+        """
+        if self._expire_handle is not None:
+            self._expire_handle.cancel()
+        self._expire_handle = self._loop.call_later(max(0.0, delay), self._expire, reason)
+
+    def _expire(self, reason: str) -> None:
+        self._expire_handle = None
+        if not self._lost and self._core.state is State.OPEN:
+            self.logger.info("%r: %s; closing with 1008", self, reason)
+            self._start_close(1008, reason)
 
     # -- idle timeout ---------------------------------------------------------------
 

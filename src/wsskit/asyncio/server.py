@@ -184,7 +184,12 @@ class ServerConnection(Connection):
             answer = Reject(500)
         if isinstance(answer, Reject):
             self._log_once(
-                logging.INFO, "%s %s answered with HTTP %d", request.method, request.target, answer.status
+                # The path only: a query may carry a token (access_token=...).
+                logging.INFO,
+                "%s %s answered with HTTP %d",
+                request.method,
+                request.path,
+                answer.status,
             )
             self._flush()
             self._check_close()

@@ -65,6 +65,7 @@ from ..protocol.events import Request
 from ..protocol.headers import is_token
 
 __all__ = [
+    "AuthGuard",
     "Identity",
     "PeerCertificate",
     "AuthContext",
@@ -1018,3 +1019,36 @@ class AuthChain:
         if isinstance(exc, Unauthorized):
             return [("WWW-Authenticate", self.www_authenticate(exc))]
         return []
+
+
+class AuthGuard:
+    """Runs an :class:`AuthChain` as a guard of :func:`wsskit.serve`.
+
+    ``serve(handler, ..., guards=[AuthGuard(chain)])``: every WebSocket
+    request is authenticated before the upgrade; the identity lands on
+    ``connection.identity``. A refusal answers 401 with ``WWW-Authenticate``
+    (or 403). When the identity expires (a JWT's ``exp``, a client
+    certificate's end of validity), the connection is closed with 1008.
+    """
+
+    def __init__(self, chain: AuthChain, *, clock: Callable[[], float] = time.time) -> None:
+        self.chain = chain
+        self._clock = clock
+
+    async def __call__(self, connection: Any, request: Request) -> None:
+        ssl_object = getattr(connection, "ssl_object", None)
+        ctx = AuthContext(
+            request,
+            remote_address=getattr(connection, "remote_address", None),
+            peer_certificate=PeerCertificate.from_ssl_object(ssl_object) if ssl_object is not None else None,
+        )
+        try:
+            identity = await self.chain.authenticate(ctx)
+        except Rejected as exc:
+            exc.headers = (*exc.headers, *self.chain.rejection_headers(exc))
+            raise
+        connection.identity = identity
+        if identity is not None and identity.expires_at is not None:
+            expire = getattr(connection, "expire_at", None)
+            if expire is not None:
+                expire(identity.expires_at - self._clock(), "credentials expired")
