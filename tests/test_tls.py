@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 
 from wsskit import tls
+from wsskit.asyncio import ServerConnection, connect, serve
 from wsskit.certs import DevCertificates, ensure_dev_certificates, issue_client_certificate
+from wsskit.exceptions import InvalidHandshake
 
 _TIMEOUT = 10.0
 
@@ -384,33 +386,72 @@ def test_certificate_reload_applies_to_new_handshakes(pki: _Pki, tmp_path: Path)
 
 
 def test_mutual_tls_accepts_client_certificate(pki: _Pki) -> None:
-    server = tls.server_context(pki.dev.cert, pki.dev.key, client_cafile=pki.dev.ca_cert)
+    server = tls.server_context(pki.dev.cert, pki.dev.key, client_ca=pki.dev.ca_cert)
+    assert server.verify_mode == ssl.CERT_REQUIRED
     client_context = tls.client_context(pki.dev.ca_cert, pki.client_cert, pki.client_key)
     _, server_side = _handshake(server, client_context).ok()
     assert _subject_cn(server_side["peer"]) == "test-client"
 
 
 def test_mutual_tls_requires_client_certificate(pki: _Pki) -> None:
-    server = tls.server_context(pki.dev.cert, pki.dev.key, client_cafile=pki.dev.ca_cert)
-    outcome = _handshake(server, tls.client_context(pki.dev.ca_cert))
-    assert isinstance(outcome.server, ssl.SSLError)
-    assert isinstance(outcome.client, OSError)
+    for server in (
+        tls.server_context(pki.dev.cert, pki.dev.key, client_ca=pki.dev.ca_cert),
+        tls.server_context(pki.dev.cert, pki.dev.key, client_ca=pki.dev.ca_cert, client_cert="required"),
+    ):
+        outcome = _handshake(server, tls.client_context(pki.dev.ca_cert))
+        assert isinstance(outcome.server, ssl.SSLError)
+        assert outcome.server.reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE", outcome.server
+        assert isinstance(outcome.client, OSError)  # TLS 1.3: the alert comes after the client's Finished
+
+
+def test_mutual_tls_refuses_certificate_from_another_ca(pki: _Pki) -> None:
+    stranger_cert, stranger_key = issue_client_certificate("stranger", pki.other.directory)
+    modes: tuple[tls.ClientCert, ...] = ("required", "optional")
+    for mode in modes:
+        server = tls.server_context(pki.dev.cert, pki.dev.key, client_ca=pki.dev.ca_cert, client_cert=mode)
+        outcome = _handshake(server, tls.client_context(pki.dev.ca_cert, stranger_cert, stranger_key))
+        assert isinstance(outcome.server, ssl.SSLCertVerificationError), mode
+        assert isinstance(outcome.client, OSError), mode
 
 
 def test_mutual_tls_refuses_server_certificate_as_client_certificate(pki: _Pki) -> None:
     # The server leaf carries serverAuth only; OpenSSL checks the purpose.
-    server = tls.server_context(pki.dev.cert, pki.dev.key, client_cafile=pki.dev.ca_cert)
+    server = tls.server_context(pki.dev.cert, pki.dev.key, client_ca=pki.dev.ca_cert)
     client_context = tls.client_context(pki.dev.ca_cert, pki.dev.cert, pki.dev.key)
     outcome = _handshake(server, client_context)
     assert isinstance(outcome.server, ssl.SSLError)
 
 
 def test_mutual_tls_optional(pki: _Pki) -> None:
-    server = tls.server_context(
-        pki.dev.cert, pki.dev.key, client_cafile=pki.dev.ca_cert, require_client_certificate=False
-    )
-    _, server_side = _handshake(server, tls.client_context(pki.dev.ca_cert)).ok()
-    assert not server_side["peer"]
+    server = tls.server_context(pki.dev.cert, pki.dev.key, client_ca=pki.dev.ca_cert, client_cert="optional")
+    assert server.verify_mode == ssl.CERT_OPTIONAL
+    _, anonymous = _handshake(server, tls.client_context(pki.dev.ca_cert)).ok()
+    assert not anonymous["peer"]
+    client_context = tls.client_context(pki.dev.ca_cert, pki.client_cert, pki.client_key)
+    _, authenticated = _handshake(server, client_context).ok()
+    assert _subject_cn(authenticated["peer"]) == "test-client"
+
+
+def test_client_cert_mode_is_checked(pki: _Pki) -> None:
+    with pytest.raises(ValueError, match="client_cert"):
+        tls.server_context(
+            pki.dev.cert,
+            pki.dev.key,
+            client_ca=pki.dev.ca_cert,
+            client_cert="yes",  # type: ignore[arg-type]
+        )
+    with pytest.raises(ValueError, match="client_ca"):
+        tls.server_context(pki.dev.cert, pki.dev.key, client_cert="optional")
+    with pytest.raises(FileNotFoundError):
+        tls.server_context(pki.dev.cert, pki.dev.key, client_ca=pki.dev.directory / "missing.pem")
+
+
+def test_no_client_certificate_requested_without_client_ca(pki: _Pki) -> None:
+    server = tls.server_context(pki.dev.cert, pki.dev.key)
+    assert server.verify_mode == ssl.CERT_NONE
+    client_context = tls.client_context(pki.dev.ca_cert, pki.client_cert, pki.client_key)
+    _, server_side = _handshake(server, client_context).ok()
+    assert not server_side["peer"]  # the server never asked
 
 
 # --- asyncio ---------------------------------------------------------------------------
@@ -440,3 +481,36 @@ async def test_asyncio_streams(pki: _Pki) -> None:
         assert await asyncio.wait_for(reader.readexactly(5), _TIMEOUT) == b"hello"
         writer.close()
         await writer.wait_closed()
+
+
+async def test_asyncio_server_sees_client_certificate(pki: _Pki) -> None:
+    """Mutual TLS through wsskit's own server: the handler reads the client's subject."""
+    subjects: list[str | None] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        peer = ws.ssl_object.getpeercert()
+        subjects.append(_subject_cn(peer) if peer else None)
+        await ws.send("hello")
+
+    modes: tuple[tls.ClientCert, ...] = ("required", "optional")
+    for mode in modes:
+        server_context = tls.server_context(
+            pki.dev.cert, pki.dev.key, client_ca=pki.dev.ca_cert, client_cert=mode
+        )
+        async with serve(handler, "127.0.0.1", 0, ssl=server_context) as server:
+            uri = f"wss://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+            with_certificate = tls.client_context(pki.dev.ca_cert, pki.client_cert, pki.client_key)
+            async with connect(uri, ssl=with_certificate, open_timeout=_TIMEOUT) as ws:
+                assert await asyncio.wait_for(ws.recv(), _TIMEOUT) == "hello"
+            without_certificate = tls.client_context(pki.dev.ca_cert)
+            if mode == "optional":
+                async with connect(uri, ssl=without_certificate, open_timeout=_TIMEOUT) as ws:
+                    assert await asyncio.wait_for(ws.recv(), _TIMEOUT) == "hello"
+            else:
+                # TLS 1.3: the client's handshake ends before the server has
+                # checked its (missing) certificate, so the refusal arrives as
+                # an alert while the client waits for the HTTP answer, and
+                # asyncio's SSL transport reports that alert as a plain EOF.
+                with pytest.raises((OSError, InvalidHandshake)):
+                    await connect(uri, ssl=without_certificate, open_timeout=_TIMEOUT)
+    assert subjects == ["test-client", "test-client", None]

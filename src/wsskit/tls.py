@@ -24,6 +24,7 @@ __all__ = [
     "ALPN_PROTOCOLS",
     "INTERMEDIATE_CIPHERS",
     "Profile",
+    "ClientCert",
     "client_context",
     "default_client_context",
     "server_context",
@@ -34,6 +35,9 @@ StrPath = Union[str, "os.PathLike[str]"]
 
 #: The TLS profiles of :func:`server_context`, named after Mozilla's.
 Profile = Literal["intermediate", "modern"]
+
+#: Whether a mutual-TLS server refuses clients without a certificate.
+ClientCert = Literal["required", "optional"]
 
 #: ALPN protocol ids offered by both sides (RFC 7301).
 ALPN_PROTOCOLS = ("http/1.1",)
@@ -122,8 +126,8 @@ def server_context(
     keyfile: StrPath | None = None,
     *,
     profile: Profile = "intermediate",
-    client_cafile: StrPath | None = None,
-    require_client_certificate: bool = True,
+    client_ca: StrPath | None = None,
+    client_cert: ClientCert | None = None,
 ) -> ssl.SSLContext:
     """Return a new server context configured after Mozilla's Server Side TLS.
 
@@ -134,21 +138,35 @@ def server_context(
     stateless session tickets, and let the client choose the cipher.
 
     ``certfile`` holds the certificate chain, leaf first; ``keyfile`` the
-    private key, unless it is in ``certfile``. Call
-    ``context.load_cert_chain()`` again to replace the certificate without
-    restarting: later handshakes use the new one.
+    private key, unless it is in ``certfile``. To replace the certificate
+    without restarting, hand the context to
+    :class:`wsskit.reload.CertificateReloader`, which checks a new pair
+    before it loads it: later handshakes use the new one.
 
-    With ``client_cafile`` the server asks for a client certificate issued by
-    one of the CAs in that file (mutual TLS); it requires one unless
-    ``require_client_certificate`` is false, in which case clients without a
-    certificate are let in and the application decides.
+    Mutual TLS: with ``client_ca``, a PEM file of the CA certificates that
+    issue client certificates, the server asks every client for a
+    certificate. ``client_cert="required"`` (the default once ``client_ca``
+    is given) refuses the handshake without one; ``client_cert="optional"``
+    lets a client without a certificate in and leaves the decision to the
+    application (``ssl_object.getpeercert()`` is then empty). In both modes
+    a certificate that is presented must chain to ``client_ca`` and be fit
+    for client authentication (an extended key usage without clientAuth is
+    refused), or the handshake fails. Only ``client_ca`` is trusted for
+    clients, never the system's CAs.
 
-    Raises :class:`ValueError` for an unknown profile,
+    Raises :class:`ValueError` for an unknown profile or ``client_cert``
+    value, or ``client_cert`` without ``client_ca``;
     :class:`FileNotFoundError` if a file is missing and :class:`ssl.SSLError`
     if a file does not hold what it should.
     """
     if profile not in ("intermediate", "modern"):
         raise ValueError(f"unknown TLS profile {profile!r}; expected 'intermediate' or 'modern'")
+    if client_cert not in (None, "required", "optional"):
+        raise ValueError(f"unknown client_cert mode {client_cert!r}; expected 'required' or 'optional'")
+    if client_cert is not None and client_ca is None:
+        # Without trust anchors every client certificate would fail
+        # verification, so "optional" would silently mean "none accepted".
+        raise ValueError("client_cert needs client_ca: the CAs that issue client certificates")
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     if profile == "modern":
@@ -186,19 +204,24 @@ def server_context(
     context.set_alpn_protocols(list(ALPN_PROTOCOLS))
     context.load_cert_chain(certfile, keyfile)
 
-    if client_cafile is not None:
-        context.load_verify_locations(cafile=client_cafile)
-        context.verify_mode = ssl.CERT_REQUIRED if require_client_certificate else ssl.CERT_OPTIONAL
+    if client_ca is not None:
+        context.load_verify_locations(cafile=client_ca)
+        # CERT_OPTIONAL still sends a CertificateRequest and still fails the
+        # handshake on a certificate that does not verify; it only lets an
+        # empty Certificate message through (RFC 8446 §4.4.2.4).
+        context.verify_mode = ssl.CERT_OPTIONAL if client_cert == "optional" else ssl.CERT_REQUIRED
     return context
 
 
 def _set_groups(context: ssl.SSLContext) -> None:
     """Restrict key exchange to Mozilla's groups where the ssl module allows it.
 
-    ``SSLContext.set_groups`` (newer Pythons) takes a list. Older versions only
-    offer ``set_ecdh_curve``, which allows a single curve and would lock out
-    clients that lack it; there OpenSSL's default list stays, which holds
-    X25519, P-256 and P-384 and nothing weaker than P-256.
+    ``SSLContext.set_groups`` (Python 3.15+) takes a list. Older versions
+    only offer ``set_ecdh_curve``, which allows a single curve and would lock
+    out clients that lack it; there OpenSSL's default list stays, which holds
+    X25519, P-256 and P-384 and nothing weaker than P-256, but also X448 and
+    P-521: stronger and slower groups that Mozilla's profiles leave out, so a
+    scanner checking the profile strictly (sslyze) reports them.
     """
     set_groups = getattr(context, "set_groups", None)
     if set_groups is None:

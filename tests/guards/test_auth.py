@@ -755,7 +755,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_peer_certificate_from_a_real_mutual_tls_handshake(pki: dict[str, Path]) -> None:
-    server = server_context(pki["server_cert"], pki["server_key"], client_cafile=pki["ca"])
+    server = server_context(pki["server_cert"], pki["server_key"], client_ca=pki["ca"])
     client = client_context(pki["ca"], pki["cert"], pki["key"])
     certificate = PeerCertificate.from_ssl_object(tls_handshake(server, client))
     expected = x509.load_pem_x509_certificate(pki["cert"].read_bytes())
