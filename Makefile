@@ -4,6 +4,7 @@
 #   make lint         ruff and mypy --strict
 #   make conformance  the full Autobahn Testsuite, both roles (all 517 cases)
 #   make bench        side-by-side benchmark against python-websockets
+#   make fuzz         fuzz the parsers (FUZZ_SECONDS=60; atheris if it installs, else Hypothesis)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -11,7 +12,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: venv serve test unit lint conformance conformance-quick bench clean
+.PHONY: venv serve test unit lint conformance conformance-quick bench fuzz clean
 
 venv: $(STAMP)
 
@@ -26,8 +27,8 @@ serve: venv
 	$(VENV)/bin/wsskit serve $(ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff check src tests compliance bench tools
-	$(VENV)/bin/ruff format --check src tests compliance bench tools
+	$(VENV)/bin/ruff check src tests compliance bench tools fuzz
+	$(VENV)/bin/ruff format --check src tests compliance bench tools fuzz
 	$(VENV)/bin/mypy
 
 unit: venv
@@ -53,6 +54,11 @@ conformance: venv
 bench: venv
 	$(PY) -m pip install --quiet -r bench/requirements.txt
 	$(PY) bench/run.py $(ARGS)
+
+FUZZ_SECONDS ?= 60
+fuzz: venv
+	$(PY) -m pip install --quiet atheris || echo "fuzz: no atheris here, using Hypothesis"
+	$(PY) fuzz/run.py --seconds $(FUZZ_SECONDS) $(ARGS)
 
 clean:
 	rm -rf $(VENV) build dist .coverage .coverage.xml .pytest_cache .mypy_cache .ruff_cache compliance/reports

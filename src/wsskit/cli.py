@@ -75,6 +75,15 @@ def _parser() -> argparse.ArgumentParser:
         "--cert-dir", type=Path, help="where the dev CA lives (default: the user's data folder)"
     )
     serve.add_argument(
+        "--client-ca", type=Path, help="mutual TLS: the CA that client certificates must chain to"
+    )
+    serve.add_argument(
+        "--client-cert",
+        choices=("required", "optional"),
+        default="required",
+        help="with --client-ca: whether clients must show a certificate (default required)",
+    )
+    serve.add_argument(
         "--allow-origin",
         action="append",
         default=[],
@@ -114,6 +123,8 @@ def _serve(args: argparse.Namespace) -> int:
         cert_dir=args.cert_dir,
         profile=args.profile,
         origins=tuple(args.allow_origin),
+        client_ca=args.client_ca,
+        client_cert=args.client_cert,
     )
     try:
         asyncio.run(run(config))

@@ -41,7 +41,8 @@ class ServeProcess:
         )
         line = self.wait_for("wsskit: serving ")
         if "wss://" in line:
-            self.wait_for("trust it with:")
+            # The dev certificate's trust lines, or the user's certificate's line.
+            self.wait_for("certificate " if "--cert" in args else "trust it with:")
 
     def wait_for(self, needle: str) -> str:
         assert self.proc.stderr is not None
@@ -264,5 +265,72 @@ async def test_allow_origin_option(tmp_path: Path) -> None:
         with pytest.raises(websockets.InvalidStatus):
             async with peer_connect(uri, origin="https://other.example.com"):  # type: ignore[arg-type]
                 pass
+    finally:
+        assert server.stop() == 0
+
+
+def _serial_seen(port: int, ca: str) -> int:
+    context = _client_context(ca)
+    with (
+        socket.create_connection(("127.0.0.1", port)) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    from cryptography import x509
+
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+async def test_replaced_certificate_is_served_after_sighup_without_dropping_connections(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    from wsskit.certs import ensure_dev_certificates
+
+    pki = tmp_path / "pki"
+    paths, _ = ensure_dev_certificates(pki)
+    cert, key = tmp_path / "served.pem", tmp_path / "served-key.pem"
+    shutil.copy(paths.cert, cert)
+    shutil.copy(paths.key, key)
+    server = ServeProcess(tmp_path, "--cert", str(cert), "--key", str(key))
+    try:
+        ca = str(paths.ca_cert)
+        first = _serial_seen(server.port, ca)
+        async with peer_connect(f"wss://127.0.0.1:{server.port}/echo", ssl=_client_context(ca)) as old:
+            # A new leaf from the same CA (one more host name: a new serial), swapped in atomically.
+            renewed, _ = ensure_dev_certificates(pki, hosts=("localhost", "127.0.0.1", "::1", "renewed.test"))
+            for source, target in ((renewed.cert, cert), (renewed.key, key)):
+                shutil.copy(source, target.with_suffix(".new"))
+                target.with_suffix(".new").replace(target)
+            server.proc.send_signal(signal.SIGHUP)
+            server.wait_for("loaded certificate")  # the reload's log line
+            assert _serial_seen(server.port, ca) != first
+            await old.send("still open")
+            assert await old.recv() == "still open"
+    finally:
+        assert server.stop() == 0
+
+
+async def test_mutual_tls_from_the_command_line(tmp_path: Path) -> None:
+    from wsskit.certs import ensure_dev_certificates, issue_client_certificate
+
+    pki = tmp_path / "pki"
+    paths, _ = ensure_dev_certificates(pki)
+    client_cert, client_key = issue_client_certificate("alice", pki)
+    server = ServeProcess(tmp_path, "--cert-dir", str(pki), "--client-ca", str(paths.ca_cert))
+    try:
+        uri = f"wss://127.0.0.1:{server.port}/echo"
+        anonymous = _client_context(str(paths.ca_cert))
+        with pytest.raises((OSError, websockets.InvalidHandshake, EOFError)):
+            async with peer_connect(uri, ssl=anonymous) as ws:
+                await ws.send("no certificate")
+                await ws.recv()
+        with_cert = _client_context(str(paths.ca_cert))
+        with_cert.load_cert_chain(client_cert, client_key)
+        async with peer_connect(uri, ssl=with_cert) as ws:
+            await ws.send("alice here")
+            assert await ws.recv() == "alice here"
     finally:
         assert server.stop() == 0

@@ -506,3 +506,20 @@ def test_eof_commits_a_pending_failure() -> None:
     pair.server.receive_eof()
     assert close_code_sent(pair) == 1007
     assert pair.server.closed_error().code == 1007
+
+
+def test_client_partial_invalid_text_fails_cleanly() -> None:
+    # Found by fuzzing: a view of the buffer outlived the failure (BufferError).
+    pair = ConnectionPair()
+    pair.client.receive_data(b"\x81\x05\xff")
+    assert isinstance(pair.client.failure, RemoteProtocolError)
+    assert pair.client.failure.close_code == 1007
+
+
+def test_data_pipelined_with_the_request_is_bounded_at_once() -> None:
+    # Found by fuzzing: bytes after the request head skipped the early-data limit.
+    client = ClientConnection("example.com", "/", compression=None)
+    server = ServerConnection(limits=Limits(max_handshake_body=1000))
+    server.receive_data(flush(client) + b"\x00" * 5000)
+    assert server.state is State.CLOSED and server.close_transport
+    assert isinstance(server.failure, InvalidHandshake)

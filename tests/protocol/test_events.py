@@ -29,3 +29,11 @@ def test_events_are_frozen_values() -> None:
     assert Accept().headers == Headers() and Reject().status == 403
     with pytest.raises(dataclasses.FrozenInstanceError):
         TextMessage("a").data = "b"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("target", ["//[x/", "//[::~]/?a=1", "//a]/"])
+def test_odd_targets_never_raise(target: str) -> None:
+    # Found by fuzzing: urlsplit raised on these, and every log line touching .path with it.
+    request = Request(target, Headers())
+    assert request.path == target.partition("?")[0]
+    assert isinstance(request.query, dict)

@@ -28,6 +28,9 @@ class ServeConfig:
     profile: str = "intermediate"
     #: Origins allowed besides the server's own (``https://app.example.com``).
     origins: tuple[str, ...] = ()
+    #: Mutual TLS: the CA client certificates must chain to, and whether one is required.
+    client_ca: Path | None = None
+    client_cert: str = "required"
 
     @property
     def scheme(self) -> str:

@@ -18,6 +18,7 @@ from ..guards.origin import OriginPolicy
 from ..protocol.events import Reject, Request
 from ..protocol.handshake import error_reject
 from ..protocol.headers import Headers
+from ..reload import CertificateReloader
 from .config import ServeConfig
 
 __all__ = ["run", "start", "ROUTES"]
@@ -34,6 +35,9 @@ async def echo(ws: Connection) -> None:
 
 
 ROUTES: dict[str, Handler] = {"/echo": echo}
+
+# Tasks that live as long as the server (the certificate watcher).
+_background: set[asyncio.Task[None]] = set()
 
 
 def _text(status: int, body: str) -> Reject:
@@ -82,9 +86,15 @@ def _ssl_context(config: ServeConfig) -> tuple[ssl.SSLContext | None, list[str]]
                 config.host,
             )
         return None, []
+    client = {"client_ca": config.client_ca, "client_cert": config.client_cert} if config.client_ca else {}
     if config.certfile is not None:
-        context = tls.server_context(config.certfile, config.keyfile, profile=config.profile)  # type: ignore[arg-type]
-        return context, [f"certificate {config.certfile}"]
+        context = tls.server_context(
+            config.certfile,
+            config.keyfile,
+            profile=config.profile,  # type: ignore[arg-type]
+            **client,  # type: ignore[arg-type]
+        )
+        return context, [f"certificate {config.certfile} (reloaded when the files change, or on SIGHUP)"]
     paths, created = ensure_dev_certificates(config.cert_dir)
     lines = [
         f"dev certificate for localhost, 127.0.0.1, ::1 signed by the local CA at {paths.ca_cert}",
@@ -92,7 +102,12 @@ def _ssl_context(config: ServeConfig) -> tuple[ssl.SSLContext | None, list[str]]
     ]
     if created:
         lines.insert(0, f"created a local development CA in {paths.directory}")
-    context = tls.server_context(paths.cert, paths.key, profile=config.profile)  # type: ignore[arg-type]
+    context = tls.server_context(
+        paths.cert,
+        paths.key,
+        profile=config.profile,  # type: ignore[arg-type]
+        **client,  # type: ignore[arg-type]
+    )
     return context, lines
 
 
@@ -111,8 +126,17 @@ def _is_loopback(host: str) -> bool:
 
 
 async def start(config: ServeConfig) -> Server:
-    """Start serving ``config`` and return the running server."""
+    """Start serving ``config`` and return the running server.
+
+    With a certificate of the user's own (``--cert``), a replaced pair is
+    picked up without a restart: when the files change and on SIGHUP.
+    """
     context, trust_lines = _ssl_context(config)
+    if context is not None and config.certfile is not None:
+        reloader = CertificateReloader(context, config.certfile, config.keyfile)
+        with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):  # no SIGHUP on Windows
+            reloader.install_sighup()
+        _background.add(asyncio.get_running_loop().create_task(reloader.watch()))
     # RFC 6455 §10.2: browsers send Origin; a page elsewhere must not open
     # sockets with the user's cookies (Cross-Site WebSocket Hijacking). The
     # server's own origin is allowed; clients without Origin are not browsers.
@@ -148,4 +172,6 @@ async def run(config: ServeConfig) -> None:
     log.info("%s received: closing connections with 1001", signal.Signals(received).name)
     server.close()
     await server.wait_closed()
+    for task in _background:
+        task.cancel()
     log.info("stopped")

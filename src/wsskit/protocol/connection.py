@@ -115,9 +115,13 @@ class Connection:
         self._buffer += data
         if self.state is not State.CONNECTING:
             self._parse_frames()
-        elif len(self._buffer) > self.limits.max_handshake_body:
-            # RFC 6455 §4.1: frames wait for the handshake's answer; a peer
-            # that streams data before it gets no unbounded buffer.
+        else:
+            self._check_early_data()
+
+    def _check_early_data(self) -> None:
+        # RFC 6455 §4.1: frames wait for the handshake's answer; a peer that
+        # streams data before it gets no unbounded buffer.
+        if len(self._buffer) > self.limits.max_handshake_body:
             self.failure = InvalidHandshake("data sent before the handshake completed")
             self.state = State.CLOSED
             self._close_transport = True
@@ -288,7 +292,9 @@ class Connection:
         start = header + done
         if len(buf) <= start:
             return
-        chunk: bytes | memoryview = memoryview(buf)[start:]
+        # A copy, not a view: a view would pin the buffer (BufferError on the
+        # clear() that failing does), even from a traceback.
+        chunk = bytes(buf[start:])
         if key is not None:
             shift = done % 4
             chunk = apply_mask(chunk, key[shift:] + key[:shift])
@@ -512,6 +518,7 @@ class ServerConnection(Connection):
                 self.request = request
                 self._events.append(request)
                 self._buffer += self._handshake.leftover
+                self._check_early_data()
             return
         super().receive_data(data)
 

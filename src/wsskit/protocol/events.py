@@ -7,7 +7,7 @@ go into :meth:`Connection.send`. All are frozen, slotted dataclasses.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from ..exceptions import InvalidHandshake
 from .headers import Headers
@@ -51,12 +51,14 @@ class Request:
     @property
     def path(self) -> str:
         """The target's path, without the query."""
-        return urlsplit(self.target).path
+        # The target is in origin form (RFC 9112 §3.2.1): split it by hand,
+        # as urlsplit reads "//[x/" as a broken authority and raises.
+        return self.target.partition("?")[0]
 
     @property
     def query(self) -> dict[str, str]:
         """The query parameters (the last value wins for repeated names)."""
-        return dict(parse_qsl(urlsplit(self.target).query, keep_blank_values=True))
+        return dict(parse_qsl(self.target.partition("?")[2], keep_blank_values=True))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""Fuzz targets for wsskit's sans-I/O protocol core; see fuzz/README.md."""
