@@ -20,7 +20,7 @@ from urllib.parse import quote, unquote
 
 from .exceptions import InvalidURI
 
-__all__ = ["WebSocketURI", "parse_uri"]
+__all__ = ["WebSocketURI", "parse_uri", "normalize_hostname"]
 
 # RFC 6455 §3: "The port component is OPTIONAL; the default for "ws" is port 80,
 # while the default for "wss" is port 443."
@@ -29,6 +29,9 @@ _DEFAULT_PORTS = {False: 80, True: 443}
 # Characters allowed in a DNS label as written in a URI. The underscore is not
 # valid in a hostname (RFC 952/1123) but is common in container and service
 # names, and resolvers accept it.
+# Characters of a DNS label once lower-cased. The underscore is not valid in
+# a host name (RFC 1123) but shows up in container and service names, and
+# browsers accept it in URLs and Origins.
 _LABEL_CHARS = frozenset(string.ascii_lowercase + string.digits + "-_")
 
 # RFC 3986 §2.3 unreserved characters.
@@ -204,32 +207,43 @@ def _normalize_host(host: str, uri: str) -> str:
         name = unquote(host, errors="strict")
     except UnicodeDecodeError:
         raise InvalidURI(f"{uri!r} has a host that is not valid UTF-8") from None
+    try:
+        return normalize_hostname(name)
+    except ValueError as exc:
+        raise InvalidURI(f"{uri!r}: {exc}") from None
+
+
+def normalize_hostname(name: str) -> str:
+    """Return a host name or IPv4 address in the form to compare and send.
+
+    Non-ASCII names are IDNA-encoded, names lower-cased; a name whose last
+    label is numeric must be a dotted-quad IPv4 address. Raises
+    :class:`ValueError` saying what is wrong: an empty name, an invalid
+    IPv4 address, a name over 253 characters, or an invalid label.
+    """
     if not name:
-        raise InvalidURI(f"{uri!r} has no host")
+        raise ValueError("no host")
     if not name.isascii():
         try:
             name = name.encode("idna").decode("ascii")
         except UnicodeError as exc:
-            raise InvalidURI(f"{uri!r} has an invalid internationalised host name: {exc}") from None
+            raise ValueError(f"invalid internationalised host name: {exc}") from None
     name = name.lower()
-
     labels = name[:-1].split(".") if name.endswith(".") else name.split(".")
     if labels[-1].isdigit():
         # A name ending in a numeric label is an IPv4 address or nothing.
-        # Resolvers read "127.1" or "0x7f.1" as 127.0.0.1 while certificate
-        # checks compare the text: refuse anything but the dotted quad.
+        # Resolvers and browsers read "127.1" or "0x7f.1" as 127.0.0.1 while
+        # certificate and origin checks compare the text: only the dotted quad.
         try:
             return str(ipaddress.IPv4Address(name))
         except ValueError:
-            raise InvalidURI(f"{uri!r} has an invalid IPv4 address {host!r}") from None
+            raise ValueError(f"invalid IPv4 address {name!r}") from None
     if len(name.rstrip(".")) > 253:
-        raise InvalidURI(f"{uri!r} has a host name longer than 253 characters")
+        raise ValueError("host name longer than 253 characters")
     for label in labels:
-        # RFC 1035 §2.3.4: labels are 63 octets or less; RFC 1123 §2.1.
-        if not label or len(label) > 63 or not set(label) <= _LABEL_CHARS:
-            raise InvalidURI(f"{uri!r} has an invalid host name {host!r}")
-        if label.startswith("-") or label.endswith("-"):
-            raise InvalidURI(f"{uri!r} has an invalid host name {host!r}")
+        # RFC 1035 §2.3.4: labels are 1 to 63 octets; RFC 1123 §2.1.
+        if not 1 <= len(label) <= 63 or not set(label) <= _LABEL_CHARS or label[0] == "-" or label[-1] == "-":
+            raise ValueError(f"invalid host name {name!r}")
     return name
 
 

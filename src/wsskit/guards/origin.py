@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import string
 from collections.abc import Iterable
 from typing import Final
 
 from ..exceptions import Forbidden
 from ..protocol.events import Request
+from ..uri import normalize_hostname
 
 __all__ = ["OriginPolicy", "normalize_origin"]
 
@@ -51,11 +51,6 @@ _SHAPE: Final = re.compile(
     r"(?P<host>\[[^\]]*\]|[^:/?#@\[\]]*)"
     r"(?::(?P<port>[^/?#]*))?"
 )
-
-# Characters of a DNS label once lower-cased. The underscore is not valid in
-# a host name (RFC 1123) but shows up in container and service names, and
-# browsers accept it in URLs, so it may appear in an Origin.
-_LABEL_CHARS: Final = frozenset(string.ascii_lowercase + string.digits + "-_")
 
 # Characters that IDNA 2003 (Python's "idna" codec) maps differently from
 # IDNA 2008 / UTS #46 non-transitional processing, which browsers use:
@@ -140,37 +135,17 @@ def _normalize_host(host: str, origin: str) -> str:
         return f"[{_ipv6_text(address)}]"
     if not host:
         raise ValueError(f"{origin!r} has no host")
-    if not host.isascii():
-        if _IDNA_DEVIATIONS.intersection(host):
-            raise ValueError(
-                f"{origin!r}: IDNA 2003 and 2008 encode this host name differently; "
-                "write it in its xn-- form, as the browser sends it"
-            )
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError as exc:
-            raise ValueError(f"{origin!r} has an invalid internationalised host name: {exc}") from None
-    host = host.lower()
+    if _IDNA_DEVIATIONS.intersection(host):
+        raise ValueError(
+            f"{origin!r}: IDNA 2003 and 2008 encode this host name differently; "
+            "write it in its xn-- form, as the browser sends it"
+        )
     # A trailing dot makes a different origin in browsers ("example.com." is
-    # not "example.com"), so it is kept rather than stripped.
-    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
-    if labels[-1].isdigit():
-        # A name ending in a number is an IPv4 address or nothing. Browsers
-        # rewrite "127.1" and "0x7f.0.0.1" as 127.0.0.1 before sending, so
-        # the only form accepted here is the dotted quad.
-        try:
-            return str(ipaddress.IPv4Address(host))
-        except ValueError:
-            raise ValueError(f"{origin!r} has an invalid IPv4 address {host!r}") from None
-    if len(host.rstrip(".")) > 253:
-        raise ValueError(f"{origin!r} has a host name longer than 253 characters")
-    for label in labels:
-        # RFC 1035 §2.3.4: a label is 1 to 63 octets; RFC 1123 §2.1.
-        if not 1 <= len(label) <= 63 or not _LABEL_CHARS.issuperset(label):
-            raise ValueError(f"{origin!r} has an invalid host name {host!r}")
-        if label.startswith("-") or label.endswith("-"):
-            raise ValueError(f"{origin!r} has an invalid host name {host!r}")
-    return host
+    # not "example.com"): normalize_hostname keeps it.
+    try:
+        return normalize_hostname(host)
+    except ValueError as exc:
+        raise ValueError(f"{origin!r}: {exc}") from None
 
 
 def _ipv6_text(address: ipaddress.IPv6Address) -> str:
