@@ -46,6 +46,7 @@ from wsskit.protocol.frames import (
     MAX_CONTROL_PAYLOAD,
     FrameParser,
     RawFrame,
+    compressed_limit,
     decode_close,
     encode_frame,
     is_valid_received_close_code,
@@ -407,6 +408,11 @@ def _mirror(engine: PerMessageDeflate) -> PerMessageDeflate:
 _PARSERS = ((True, True, 1000), (False, False, None))
 
 
+def _frame_limit(parser: FrameParser, rsv1: bool) -> int | None:
+    limit = parser.max_payload
+    return compressed_limit(limit) if rsv1 and limit is not None else limit
+
+
 def frames(data: bytes) -> None:
     """``FrameParser`` on ``data`` as a server (masked, RSV1, 1000-byte limit) and a client.
 
@@ -447,7 +453,7 @@ def _parse_frames(
     assert left == data[offset:], "the buffer does not hold what follows the last frame"
     assert not list(FrameParser(expect_masked=masked, max_payload=limit, allow_rsv1=rsv1).parse(buf))
     if left:
-        frame_limit = parser.max_compressed_payload if left[0] & 0x40 else parser.max_payload
+        frame_limit = _frame_limit(parser, bool(left[0] & 0x40))
         if frame_limit is not None:
             assert len(left) < _MAX_HEADER + frame_limit, len(left)
     return got, None, left
@@ -460,7 +466,7 @@ def _check_parsed_frame(frame: RawFrame, data: bytes, offset: int, parser: Frame
     if opcode >= 0x8:
         assert fin and not rsv1 and len(payload) <= MAX_CONTROL_PAYLOAD, frame
     assert parser.allow_rsv1 or not rsv1
-    limit = parser.max_compressed_payload if rsv1 else parser.max_payload
+    limit = _frame_limit(parser, rsv1)
     assert limit is None or len(payload) <= limit, len(payload)
     header, _ = encode_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=False)
     wire = bytes(header)

@@ -38,7 +38,15 @@ from ..exceptions import (
 )
 from .deflate import DeflateOptions, PerMessageDeflate
 from .events import Accept, BytesMessage, Close, Event, Ping, Pong, Reject, Request, TextMessage
-from .frames import MAX_CONTROL_PAYLOAD, FrameParser, Opcode, decode_close, encode_close, encode_frame
+from .frames import (
+    MAX_CONTROL_PAYLOAD,
+    FrameParser,
+    Opcode,
+    compressed_limit,
+    decode_close,
+    encode_close,
+    encode_frame,
+)
 from .handshake import ClientHandshake, ServerHandshake
 from .headers import HeadersLike
 from .limits import Limits
@@ -57,12 +65,6 @@ _PONG = Opcode.PONG.value
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 
 
-def _compressed_slack(limit: int) -> int:
-    # Incompressible data grows a little under DEFLATE (5 bytes per stored
-    # block of up to 64 KiB), so a compressed frame may exceed the limit by that.
-    return limit + limit // 1024 + 64
-
-
 class Connection:
     """The state shared by both roles; use :class:`ClientConnection` or :class:`ServerConnection`."""
 
@@ -76,7 +78,6 @@ class Connection:
         # A violation waiting for commit_failure() (defer_failure only).
         self._pending_failure: RemoteProtocolError | None = None
         self.limits = limits
-        self.compression = compression
         self.subprotocol: str | None = None
         self.extensions: tuple[str, ...] = ()
         self.close_received: Close | None = None
@@ -372,7 +373,7 @@ class Connection:
         limit = self._frame_limit
         max_size = self.limits.max_message_size
         if self._in_compressed:
-            self._parser.max_payload = None if limit is None else _compressed_slack(limit)
+            self._parser.max_payload = None if limit is None else compressed_limit(limit)
         elif max_size is not None:
             left = max_size - self._in_size
             self._parser.max_payload = left if limit is None else min(limit, left)

@@ -24,6 +24,7 @@ __all__ = [
     "is_valid_received_close_code",
     "is_valid_sent_close_code",
     "MAX_CONTROL_PAYLOAD",
+    "compressed_limit",
 ]
 
 
@@ -135,6 +136,15 @@ def decode_close(payload: bytes) -> tuple[int, str]:
     return code, reason
 
 
+def compressed_limit(limit: int) -> int:
+    """The largest compressed payload allowed for ``limit`` bytes of data.
+
+    Incompressible data grows a little under DEFLATE (5 bytes per stored
+    block of up to 64 KiB), so a compressed frame may exceed the limit by that.
+    """
+    return limit + limit // 1024 + 64
+
+
 class FrameParser:
     """Splits a byte buffer into validated frames.
 
@@ -145,15 +155,12 @@ class FrameParser:
     raises :class:`PayloadTooBig` before any payload is buffered.
     """
 
-    __slots__ = ("allow_rsv1", "expect_masked", "max_compressed_payload", "max_payload")
+    __slots__ = ("allow_rsv1", "expect_masked", "max_payload")
 
     def __init__(self, *, expect_masked: bool, max_payload: int | None, allow_rsv1: bool = False) -> None:
         self.expect_masked = expect_masked
         self.allow_rsv1 = allow_rsv1
         self.max_payload = max_payload
-        # Incompressible data grows a little under DEFLATE (5 bytes per stored
-        # block of up to 64 KiB): a compressed frame may exceed the limit by that.
-        self.max_compressed_payload = None if max_payload is None else max_payload + max_payload // 1024 + 64
 
     def parse(self, buf: bytearray) -> Generator[RawFrame, None, None]:
         """Yield every complete frame at the start of ``buf``, removing them.
@@ -192,7 +199,9 @@ class FrameParser:
                         raise RemoteProtocolError("frame length has its top bit set", 1002)
                     if length < 0x10000:
                         raise RemoteProtocolError("frame length not in its shortest form", 1002)
-                limit = self.max_compressed_payload if rsv1 else self.max_payload
+                limit = self.max_payload
+                if rsv1 and limit is not None:
+                    limit = compressed_limit(limit)
                 if limit is not None and length > limit:
                     raise PayloadTooBig(f"frame of {length} bytes exceeds the limit of {self.max_payload}")
                 if masked:
