@@ -18,7 +18,11 @@ from __future__ import annotations
 import functools
 import os
 import ssl
+from dataclasses import dataclass
 from typing import Literal, Union
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 __all__ = [
     "ALPN_PROTOCOLS",
@@ -28,6 +32,7 @@ __all__ = [
     "client_context",
     "default_client_context",
     "server_context",
+    "PeerCertificate",
 ]
 
 #: A file system path as the :mod:`ssl` module accepts it.
@@ -232,3 +237,79 @@ def _set_groups(context: ssl.SSLContext) -> None:
         except (ssl.SSLError, ValueError):
             continue  # a group this OpenSSL lacks; try a shorter list
         return
+
+
+@dataclass(frozen=True, slots=True)
+class PeerCertificate:
+    """The TLS client certificate a server verified.
+
+    ``subject`` is the subject's distinguished name in RFC 4514 form
+    (``CN=alice,O=Example``). ``sans`` are the subjectAltName entries with
+    their kind, as OpenSSL writes them: ``DNS:host.example``,
+    ``IP:192.0.2.1``, ``URI:spiffe://example.org/alice``,
+    ``email:alice@example.org``, ``DirName:CN=...``. ``fingerprint_sha256`` is
+    the SHA-256 of the DER encoding in lower-case hex, without colons.
+    ``not_valid_after`` is the end of the validity period in seconds since the
+    epoch.
+    """
+
+    subject: str
+    sans: tuple[str, ...]
+    fingerprint_sha256: str
+    not_valid_after: float | None = None
+
+    @classmethod
+    def from_der(cls, der: bytes) -> PeerCertificate:
+        """Describe the DER-encoded certificate ``der``.
+
+        This does not verify the certificate: only pass one the TLS handshake
+        verified. Raises :class:`ValueError` if ``der`` is not a certificate
+        or its extensions are malformed.
+        """
+        certificate = x509.load_der_x509_certificate(der)
+        try:
+            alt_names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            sans: tuple[str, ...] = ()
+        else:
+            sans = tuple(name for name in map(_describe_general_name, alt_names) if name is not None)
+        return cls(
+            subject=certificate.subject.rfc4514_string(),
+            sans=sans,
+            fingerprint_sha256=certificate.fingerprint(hashes.SHA256()).hex(),
+            not_valid_after=certificate.not_valid_after_utc.timestamp(),
+        )
+
+    @classmethod
+    def from_ssl_object(cls, ssl_object: ssl.SSLObject | ssl.SSLSocket) -> PeerCertificate | None:
+        """Describe the peer's certificate on a TLS connection after its handshake.
+
+        ``ssl_object`` is what ``transport.get_extra_info("ssl_object")``
+        returns. Returns None when the peer sent no certificate, or sent one
+        the context did not verify (``CERT_NONE``): an unverified certificate
+        proves nothing. Raises :class:`ValueError` if the handshake is not
+        done.
+        """
+        # getpeercert() is an empty dict when the certificate was not
+        # validated; only the binary form exists then, and it must not count.
+        if not ssl_object.getpeercert():
+            return None
+        der = ssl_object.getpeercert(binary_form=True)
+        if der is None:
+            return None
+        return cls.from_der(der)
+
+
+def _describe_general_name(name: x509.GeneralName) -> str | None:
+    if isinstance(name, x509.DNSName):
+        return f"DNS:{name.value}"
+    if isinstance(name, x509.IPAddress):
+        return f"IP:{name.value}"
+    if isinstance(name, x509.UniformResourceIdentifier):
+        return f"URI:{name.value}"
+    if isinstance(name, x509.RFC822Name):
+        return f"email:{name.value}"
+    if isinstance(name, x509.DirectoryName):
+        return f"DirName:{name.value.rfc4514_string()}"
+    # otherName and registeredID have no text form anyone matches on.
+    return None

@@ -21,7 +21,7 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
-from typing import Any, Union, cast
+from typing import Any, Protocol, Union, cast
 
 from ..exceptions import (
     ConnectionClosed,
@@ -43,8 +43,18 @@ from ..protocol.events import (
     TextMessage,
 )
 from ..protocol.limits import Limits
+from ..tls import PeerCertificate
 
-__all__ = ["Connection", "Data", "DataLike", "Compression", "DEFAULT_MAX_SIZE", "State"]
+__all__ = [
+    "Connection",
+    "Data",
+    "DataLike",
+    "Compression",
+    "DEFAULT_MAX_SIZE",
+    "State",
+    "MessageLimiter",
+    "PingLimiter",
+]
 
 #: A received message: ``str`` for text, ``bytes`` for binary.
 Data = Union[str, bytes]
@@ -60,6 +70,24 @@ Compression = Union[str, DeflateOptions, None]
 DEFAULT_MAX_SIZE = 2**20
 
 _BYTES_LIKE = (bytes, bytearray, memoryview)
+
+_UNREAD = object()
+
+
+class MessageLimiter(Protocol):
+    """A per-connection limit on received messages, such as
+    :class:`wsskit.guards.MessageRateLimiter`."""
+
+    def on_message(self, size: int) -> str | None:
+        """Count a message of ``size`` bytes; return None, or why to close with 1008."""
+
+
+class PingLimiter(Protocol):
+    """Which received Pings get a Pong, such as :class:`wsskit.guards.PingFloodGuard`."""
+
+    def allow(self) -> bool:
+        """Count a received Ping; return whether to answer it."""
+
 
 # A peer that floods us with pings while it reads nothing makes the core queue
 # pongs we cannot write. Once this many bytes of such replies pile up behind a
@@ -93,6 +121,8 @@ class Connection(asyncio.Protocol):
         logger: logging.Logger,
         write_timeout: float | None = None,
         idle_timeout: float | None = None,
+        message_limiter: MessageLimiter | None = None,
+        ping_limiter: PingLimiter | None = None,
     ) -> None:
         if max_queue is not None and max_queue < 1:
             raise ValueError("max_queue must be at least 1, or None for no limit")
@@ -100,6 +130,13 @@ class Connection(asyncio.Protocol):
             raise ValueError("write_limit must not be negative")
         self._core = core
         self._loop = asyncio.get_running_loop()
+        # Over its rate a peer is closed with 1008 and its later messages
+        # are dropped; Pings over theirs go unanswered (the connection stays).
+        self._message_limiter = message_limiter
+        self._over_rate = False
+        self._ping_limiter = ping_limiter
+        if ping_limiter is not None:
+            core.auto_pong = False
         #: A unique id, handy in logs.
         self.id: uuid.UUID = uuid.uuid4()
         self.logger = logger
@@ -119,6 +156,8 @@ class Connection(asyncio.Protocol):
         self.latency: float = 0.0
         #: Who is on the other side, as a guard established it (None: unknown).
         self.identity: Any = None
+        # Parsed on first use, from the TLS handshake (see peer_certificate).
+        self._peer_certificate: object = _UNREAD
         self._expire_handle: asyncio.TimerHandle | None = None
         self.remote_address: Any = None
         self.local_address: Any = None
@@ -165,6 +204,21 @@ class Connection(asyncio.Protocol):
     def ssl_object(self) -> Any:
         """The :class:`ssl.SSLObject` of a TLS connection, else None."""
         return None if self._transport is None else self._transport.get_extra_info("ssl_object")
+
+    @property
+    def peer_certificate(self) -> PeerCertificate | None:
+        """The peer's TLS certificate, if it sent one that the handshake verified.
+
+        On a server, the client certificate of a mutual-TLS connection
+        (subject, subjectAltNames, SHA-256 fingerprint); None without TLS,
+        without a certificate, or with one the context did not verify.
+        """
+        if self._peer_certificate is _UNREAD:
+            ssl_object = self.ssl_object
+            self._peer_certificate = (
+                None if ssl_object is None else PeerCertificate.from_ssl_object(ssl_object)
+            )
+        return cast("PeerCertificate | None", self._peer_certificate)
 
     @property
     def state(self) -> State:
@@ -570,20 +624,32 @@ class Connection(asyncio.Protocol):
         if events:
             messages = self._messages
             received = False
+            limiter = self._message_limiter
             for event in events:
                 # Exact type checks, most frequent first: this is the hot path.
                 if type(event) is TextMessage:
-                    messages.append(event.data)
+                    text = event.data
+                    if limiter is not None and self._refused(
+                        limiter, len(text) if text.isascii() else len(text.encode())
+                    ):
+                        continue
+                    messages.append(text)
                     received = True
                 elif type(event) is BytesMessage:
                     data = event.data
+                    if limiter is not None and self._refused(limiter, len(data)):
+                        continue
                     messages.append(data if type(data) is bytes else bytes(data))
                     received = True
                 elif type(event) is Pong:
                     self._on_pong(event.payload)
                 elif type(event) is Close:
                     self._wake_receiver()
-                elif type(event) is not Ping:  # the core answered Pings already
+                elif type(event) is Ping:
+                    if self._ping_limiter is not None:
+                        self._answer_ping(self._ping_limiter, event.payload)
+                    # else the core answered it already
+                else:
                     self._on_handshake_event(event)
             if received:
                 self._last_activity = self._loop.time()
@@ -613,6 +679,24 @@ class Connection(asyncio.Protocol):
             self._defer_failure()
         if core.close_transport or core.state is State.CLOSED:
             self._check_close()
+
+    def _refused(self, limiter: MessageLimiter, size: int) -> bool:
+        # True when the message must be dropped: over the peer's rate, or
+        # after that, while the close handshake runs.
+        if self._over_rate:
+            return True
+        reason = limiter.on_message(size)
+        if reason is None:
+            return False
+        self._over_rate = True
+        self.logger.info("%r: %s; closing with 1008", self, reason)
+        self._start_close(1008, reason)
+        return True
+
+    def _answer_ping(self, limiter: PingLimiter, payload: bytes) -> None:
+        core = self._core
+        if core.state is State.OPEN and limiter.allow():
+            core.send(Pong(payload))
 
     def _defer_failure(self) -> None:
         # The peer violated the protocol after sending valid messages: let the

@@ -16,7 +16,7 @@ import socket
 import ssl as _ssl
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from types import TracebackType
-from typing import Any, Union
+from typing import Any, Protocol, Union
 
 from .. import __version__
 from ..exceptions import ConnectionClosed, NegotiationError, RateLimited, Rejected, RemoteProtocolError
@@ -26,10 +26,20 @@ from ..protocol.events import Accept, Event, Reject, Request
 from ..protocol.handshake import error_reject
 from ..protocol.headers import Headers
 from ..protocol.limits import Limits
-from .connection import DEFAULT_MAX_SIZE, Compression, Connection, _deflate_options, _limits
+from .connection import (
+    DEFAULT_MAX_SIZE,
+    Compression,
+    Connection,
+    MessageLimiter,
+    PingLimiter,
+    _deflate_options,
+    _limits,
+)
 
 __all__ = [
     "Guard",
+    "ConnectionLimiter",
+    "Admission",
     "rejection",
     "Server",
     "ServerConnection",
@@ -61,6 +71,24 @@ SelectSubprotocol = Callable[["ServerConnection", Sequence[str]], Union[str, Non
 Guard = Callable[["ServerConnection", Request], Union[Awaitable[None], None]]
 
 
+class Admission(Protocol):
+    """One connection's hold on a :class:`ConnectionLimiter`."""
+
+    def handshake_complete(self) -> None:
+        """The connection is open: it no longer counts as a handshake in progress."""
+
+    def release(self) -> None:
+        """The connection is over, however it ended."""
+
+
+class ConnectionLimiter(Protocol):
+    """Admits or refuses connections by client address, such as
+    :class:`wsskit.guards.ConnectionRateLimiter`."""
+
+    def admit(self, ip: str) -> Admission:
+        """Admit a connection from ``ip``, or raise :class:`~wsskit.exceptions.Rejected` (429, 503)."""
+
+
 class ServerConnection(Connection):
     """The server side of a WebSocket connection, given to the handler.
 
@@ -77,11 +105,22 @@ class ServerConnection(Connection):
         self._accepted_at = self._loop.time()
         self._open_handle: asyncio.TimerHandle | None = None
         self._logged = False
+        # The connection limiter's decision, taken once TLS is up.
+        self._admission: Admission | None = None
+        self._refusal: Rejected | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Called by asyncio once the transport (and TLS) is up."""
         super().connection_made(transport)
         self._server._connection_made(self)
+        limiter = self._server._connection_limiter
+        if limiter is not None:
+            # Refused connections are answered (429/503) once their request
+            # arrives, within the open timeout, and hold no slot meanwhile.
+            try:
+                self._admission = limiter.admit(_host(self.remote_address))
+            except Rejected as exc:
+                self._refusal = exc
         timeout = self._server._open_timeout
         if timeout is not None:
             self._open_handle = self._loop.call_at(self._accepted_at + timeout, self._open_timed_out)
@@ -108,6 +147,8 @@ class ServerConnection(Connection):
     def connection_lost(self, exc: Exception | None) -> None:
         """Called by asyncio when the transport is closed."""
         super().connection_lost(exc)
+        if self._admission is not None:
+            self._admission.release()
         if self._open_handle is not None:
             self._open_handle.cancel()
             self._open_handle = None
@@ -195,6 +236,8 @@ class ServerConnection(Connection):
             self._check_close()
             return False
         self.response = answer
+        if self._admission is not None:
+            self._admission.handshake_complete()
         # Frames the client sent right after its request wait in the core
         # until the Accept; handle them now.
         self._process_events()
@@ -232,6 +275,9 @@ class Server:
         process_request: ProcessRequest | None,
         server_header: str | None,
         guards: Sequence[Guard] = (),
+        connection_limiter: ConnectionLimiter | None = None,
+        message_limiter: Callable[[], MessageLimiter] | None = None,
+        ping_limiter: Callable[[], PingLimiter] | None = None,
     ) -> None:
         self._handler = handler
         self._subprotocols = tuple(subprotocols or ())
@@ -242,6 +288,9 @@ class Server:
         self._process_request = process_request
         self._guards = tuple(guards)
         self._server_header = server_header
+        self._connection_limiter = connection_limiter
+        self._message_limiter = message_limiter
+        self._ping_limiter = ping_limiter
         self._connection_options: dict[str, Any] = {
             "ping_interval": ping_interval,
             "ping_timeout": ping_timeout,
@@ -274,7 +323,13 @@ class Server:
 
     def _make_connection(self) -> ServerConnection:
         core = _ServerCore(limits=self._limits, compression=self._compression, defer_failure=True)
-        return ServerConnection(self, core, **self._connection_options)
+        return ServerConnection(
+            self,
+            core,
+            message_limiter=None if self._message_limiter is None else self._message_limiter(),
+            ping_limiter=None if self._ping_limiter is None else self._ping_limiter(),
+            **self._connection_options,
+        )
 
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
@@ -380,6 +435,8 @@ class Server:
                     if not isinstance(result, Reject):
                         raise TypeError(f"process_request must return a Reject or None, not {result!r}")
                     return self._with_server_header(result)
+            if connection._refusal is not None:
+                raise connection._refusal
             if request.error is not None:
                 return self._with_server_header(error_reject(request.error))
             for guard in self._guards:
@@ -431,6 +488,13 @@ def rejection(exc: Rejected) -> Reject:
 
 def _plain_reject(status: int, message: str) -> Reject:
     return Reject(status, Headers([("Content-Type", "text/plain; charset=utf-8")]), f"{message}\n".encode())
+
+
+def _host(address: Any) -> str:
+    # The IP a connection limiter counts: "" for a Unix socket's peer.
+    if isinstance(address, tuple) and address:
+        return str(address[0])
+    return ""
 
 
 def _peer(address: Any) -> str:
@@ -485,6 +549,9 @@ def serve(
     limits: Limits | None = None,
     process_request: ProcessRequest | None = None,
     guards: Sequence[Guard] = (),
+    connection_limiter: ConnectionLimiter | None = None,
+    message_limiter: Callable[[], MessageLimiter] | None = None,
+    ping_limiter: Callable[[], PingLimiter] | None = None,
     server_header: str | None = SERVER_HEADER,
     sock: socket.socket | None = None,
     reuse_port: bool = False,
@@ -510,6 +577,17 @@ def serve(
       :class:`~wsskit.exceptions.Rejected` answers with its status (403,
       401 with its headers, 429/503 with ``Retry-After``). The policies in
       :mod:`wsskit.guards` fit, e.g. ``guards=[OriginPolicy(["https://example.com"])]``.
+    - ``connection_limiter``, e.g. :class:`wsskit.guards.ConnectionRateLimiter`:
+      admits each connection by client IP once TLS is up (per-IP rate,
+      per-IP and total caps, handshakes in progress); a refused one is
+      answered 429 or 503 with ``Retry-After`` when its request arrives.
+      Behind a proxy every client has the proxy's address: limit there.
+    - ``message_limiter``: a factory called once per connection, e.g.
+      ``lambda: MessageRateLimiter(100, 2**20)``; a peer over its message or
+      byte rate is closed with 1008 and the limiter's reason.
+    - ``ping_limiter``: a factory called once per connection, e.g.
+      ``lambda: PingFloodGuard(10)``; Pings over its rate get no Pong
+      (RFC 6455 §5.5.3), so a flood costs no writes.
     - ``open_timeout``: TLS and HTTP handshake must end in this time or the
       transport is dropped.
     - The other options are as for :func:`~wsskit.asyncio.client.connect`;
@@ -537,6 +615,9 @@ def serve(
         process_request=process_request,
         server_header=server_header,
         guards=guards,
+        connection_limiter=connection_limiter,
+        message_limiter=message_limiter,
+        ping_limiter=ping_limiter,
     )
     kwargs = dict(create_server_kwargs, ssl=ssl, sock=sock)
     if reuse_port:

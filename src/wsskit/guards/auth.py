@@ -46,16 +46,13 @@ import json
 import math
 import os
 import re
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, Protocol, Union
+from typing import Any, Final, Literal, Protocol, Union, cast
 from urllib.parse import parse_qsl, unquote_plus, urlsplit
 
 import jwt
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from jwt.algorithms import get_default_algorithms
 from jwt.exceptions import InvalidSubjectError
@@ -63,6 +60,7 @@ from jwt.exceptions import InvalidSubjectError
 from ..exceptions import Forbidden, Rejected, Unauthorized
 from ..protocol.events import Request
 from ..protocol.headers import is_token
+from ..tls import PeerCertificate
 
 __all__ = [
     "AuthGuard",
@@ -135,82 +133,6 @@ class Identity:
         # A copy, so that the caller's dict changing later does not change
         # who was authenticated.
         object.__setattr__(self, "claims", dict(self.claims))
-
-
-@dataclass(frozen=True, slots=True)
-class PeerCertificate:
-    """The TLS client certificate a server verified.
-
-    ``subject`` is the subject's distinguished name in RFC 4514 form
-    (``CN=alice,O=Example``). ``sans`` are the subjectAltName entries with
-    their kind, as OpenSSL writes them: ``DNS:host.example``,
-    ``IP:192.0.2.1``, ``URI:spiffe://example.org/alice``,
-    ``email:alice@example.org``, ``DirName:CN=...``. ``fingerprint_sha256`` is
-    the SHA-256 of the DER encoding in lower-case hex, without colons.
-    ``not_valid_after`` is the end of the validity period in seconds since the
-    epoch.
-    """
-
-    subject: str
-    sans: tuple[str, ...]
-    fingerprint_sha256: str
-    not_valid_after: float | None = None
-
-    @classmethod
-    def from_der(cls, der: bytes) -> PeerCertificate:
-        """Describe the DER-encoded certificate ``der``.
-
-        This does not verify the certificate: only pass one the TLS handshake
-        verified. Raises :class:`ValueError` if ``der`` is not a certificate
-        or its extensions are malformed.
-        """
-        certificate = x509.load_der_x509_certificate(der)
-        try:
-            alt_names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        except x509.ExtensionNotFound:
-            sans: tuple[str, ...] = ()
-        else:
-            sans = tuple(name for name in map(_describe_general_name, alt_names) if name is not None)
-        return cls(
-            subject=certificate.subject.rfc4514_string(),
-            sans=sans,
-            fingerprint_sha256=certificate.fingerprint(hashes.SHA256()).hex(),
-            not_valid_after=certificate.not_valid_after_utc.timestamp(),
-        )
-
-    @classmethod
-    def from_ssl_object(cls, ssl_object: ssl.SSLObject | ssl.SSLSocket) -> PeerCertificate | None:
-        """Describe the peer's certificate on a TLS connection after its handshake.
-
-        ``ssl_object`` is what ``transport.get_extra_info("ssl_object")``
-        returns. Returns None when the peer sent no certificate, or sent one
-        the context did not verify (``CERT_NONE``): an unverified certificate
-        proves nothing. Raises :class:`ValueError` if the handshake is not
-        done.
-        """
-        # getpeercert() is an empty dict when the certificate was not
-        # validated; only the binary form exists then, and it must not count.
-        if not ssl_object.getpeercert():
-            return None
-        der = ssl_object.getpeercert(binary_form=True)
-        if der is None:
-            return None
-        return cls.from_der(der)
-
-
-def _describe_general_name(name: x509.GeneralName) -> str | None:
-    if isinstance(name, x509.DNSName):
-        return f"DNS:{name.value}"
-    if isinstance(name, x509.IPAddress):
-        return f"IP:{name.value}"
-    if isinstance(name, x509.UniformResourceIdentifier):
-        return f"URI:{name.value}"
-    if isinstance(name, x509.RFC822Name):
-        return f"email:{name.value}"
-    if isinstance(name, x509.DirectoryName):
-        return f"DirName:{name.value.rfc4514_string()}"
-    # otherName and registeredID have no text form anyone matches on.
-    return None
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -1036,11 +958,10 @@ class AuthGuard:
         self._clock = clock
 
     async def __call__(self, connection: Any, request: Request) -> None:
-        ssl_object = getattr(connection, "ssl_object", None)
         ctx = AuthContext(
             request,
             remote_address=getattr(connection, "remote_address", None),
-            peer_certificate=PeerCertificate.from_ssl_object(ssl_object) if ssl_object is not None else None,
+            peer_certificate=_peer_certificate(connection),
         )
         try:
             identity = await self.chain.authenticate(ctx)
@@ -1052,3 +973,12 @@ class AuthGuard:
             expire = getattr(connection, "expire_at", None)
             if expire is not None:
                 expire(identity.expires_at - self._clock(), "credentials expired")
+
+
+def _peer_certificate(connection: Any) -> PeerCertificate | None:
+    # wsskit connections parse it once (peer_certificate); anything else
+    # that exposes an ssl_object works too.
+    if hasattr(connection, "peer_certificate"):
+        return cast("PeerCertificate | None", connection.peer_certificate)
+    ssl_object = getattr(connection, "ssl_object", None)
+    return None if ssl_object is None else PeerCertificate.from_ssl_object(ssl_object)

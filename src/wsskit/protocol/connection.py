@@ -12,7 +12,7 @@ The contract (shared with h11, wsproto and websockets)::
 A peer's violation never raises out of :meth:`Connection.receive_data`: the
 core queues the Close frame (or the HTTP error response) with the right code,
 records the reason in :attr:`Connection.failure` and discards further input.
-The core answers Pings and Close frames itself.
+The core answers Pings (unless ``auto_pong`` is off) and Close frames itself.
 
 With ``defer_failure=True`` a violation found after valid messages does not
 fail the connection at once: the core returns those messages, reads nothing
@@ -75,6 +75,10 @@ class Connection:
     ) -> None:
         self.state = State.CONNECTING
         self.defer_failure = defer_failure
+        #: Answer each Ping with a Pong at once (RFC 6455 §5.5.2). A driver
+        #: that limits how many Pings it answers sets it to False and sends
+        #: the Pongs it chooses; §5.5.3 allows skipping all but the latest.
+        self.auto_pong = True
         # A violation waiting for commit_failure() (defer_failure only).
         self._pending_failure: RemoteProtocolError | None = None
         self.limits = limits
@@ -381,7 +385,7 @@ class Connection:
     def _on_control(self, opcode: int, payload: bytes) -> None:
         if opcode == _PING:
             # RFC 6455 §5.5.2: answer with a Pong carrying the same payload.
-            if self.state is State.OPEN:
+            if self.state is State.OPEN and self.auto_pong:
                 self._out.extend(encode_frame(_PONG, payload, mask=self.is_client))
             self._events.append(Ping(payload))
         elif opcode == _PONG:
