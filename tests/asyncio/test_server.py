@@ -378,3 +378,13 @@ async def test_an_awaited_server_works_as_a_context_manager() -> None:
         await ws.send("x")
         assert await ws.recv() == "x"
     assert not server.sockets
+
+
+async def test_a_selector_choosing_what_was_not_offered_is_a_server_error() -> None:
+    def rogue(connection: ServerConnection, offered: object) -> str:
+        return "never.offered"
+
+    async with serve(echo, "127.0.0.1", 0, ping_interval=None, select_subprotocol=rogue) as server:
+        with pytest.raises(InvalidStatus) as info:
+            await connect(f"ws://127.0.0.1:{port_of(server)}/", subprotocols=["chat"], ping_interval=None)
+    assert info.value.response.status == 500

@@ -167,12 +167,14 @@ def test_other_authorization_schemes_are_not_bearer_tokens() -> None:
     assert DEFAULT_TOKEN_EXTRACTOR.extract(request) is None
 
 
-def test_token_from_cookie() -> None:
+def test_token_from_cookie_only_when_asked_for() -> None:
     request = make_request(
         headers=[("Cookie", "theme=dark; access_token_old=x"), ("Cookie", f'access_token="{TOKEN}"; lang=en')]
     )
-    assert DEFAULT_TOKEN_EXTRACTOR.extract(request) == TOKEN
-    named = TokenExtractor(cookie_name="sid")
+    # Cookies are opt-in: they need an Origin check (see AuthGuard).
+    assert DEFAULT_TOKEN_EXTRACTOR.extract(request) is None
+    assert TokenExtractor(("cookie",)).extract(request) == TOKEN
+    named = TokenExtractor(("cookie",), cookie_name="sid")
     assert named.extract(make_request(headers=[("Cookie", f"a=1; sid={TOKEN}")])) == TOKEN
     assert named.extract(make_request(headers=[("Cookie", f"access_token={TOKEN}")])) is None
 
@@ -192,7 +194,7 @@ def test_token_from_subprotocol() -> None:
 
 
 def test_empty_cookie_or_query_value_is_no_token() -> None:
-    assert DEFAULT_TOKEN_EXTRACTOR.extract(make_request(headers=[("Cookie", "access_token=")])) is None
+    assert TokenExtractor(("cookie",)).extract(make_request(headers=[("Cookie", "access_token=")])) is None
     assert DEFAULT_TOKEN_EXTRACTOR.extract(make_request("/chat?access_token=")) is None
     assert DEFAULT_TOKEN_EXTRACTOR.extract(make_request("/chat")) is None
 
@@ -232,7 +234,7 @@ def test_disabled_sources_are_ignored() -> None:
 )
 def test_malformed_tokens_are_refused(request_: Request) -> None:
     with pytest.raises(InvalidToken, match="malformed token"):
-        DEFAULT_TOKEN_EXTRACTOR.extract(request_)
+        TokenExtractor(("header", "cookie", "query", "subprotocol")).extract(request_)
 
 
 @pytest.mark.parametrize(
@@ -324,7 +326,7 @@ async def test_jwt_es256_with_key_object_or_pem(ec_key: ec.EllipticCurvePrivateK
 
 async def test_jwt_from_every_source() -> None:
     token = hs256(claims())
-    authenticator = hs_authenticator()
+    authenticator = hs_authenticator(extractor=TokenExtractor(("header", "cookie", "query", "subprotocol")))
     contexts = [
         bearer(token),
         make_ctx(headers=[("Cookie", f"access_token={token}")]),

@@ -794,14 +794,17 @@ class Connection(asyncio.Protocol):
             self._core.data_to_send()  # unsendable: the buffer is full
         self._transport.abort()
 
-    def expire_at(self, delay: float, reason: str = "credentials expired") -> None:
+    def expire_at(self, delay: float | None, reason: str = "credentials expired") -> None:
         """Close the connection with 1008 after ``delay`` seconds (an expiring credential).
 
-        A later call replaces the earlier deadline (a refreshed token).
+        A later call replaces the earlier deadline (a refreshed token); None
+        removes it (a credential that no longer expires).
         """
         if self._expire_handle is not None:
             self._expire_handle.cancel()
-        self._expire_handle = self._loop.call_later(max(0.0, delay), self._expire, reason)
+            self._expire_handle = None
+        if delay is not None:
+            self._expire_handle = self._loop.call_later(max(0.0, delay), self._expire, reason)
 
     def _expire(self, reason: str) -> None:
         self._expire_handle = None

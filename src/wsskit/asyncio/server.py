@@ -105,6 +105,9 @@ class ServerConnection(Connection):
         self._accepted_at = self._loop.time()
         self._open_handle: asyncio.TimerHandle | None = None
         self._logged = False
+        #: Offered subprotocols the server must never select: a guard adds the
+        #: entries that carry a credential (``access_token.<token>``).
+        self.hidden_subprotocols: set[str] = set()
         # The connection limiter's decision, taken once TLS is up.
         self._admission: Admission | None = None
         self._refusal: Rejected | None = None
@@ -445,8 +448,11 @@ class Server:
                     await checked
         except Rejected as exc:
             return self._with_server_header(rejection(exc))
+        offered = request.subprotocols
+        if connection.hidden_subprotocols:
+            offered = tuple(name for name in offered if name not in connection.hidden_subprotocols)
         try:
-            subprotocol = self._choose_subprotocol(connection, request.subprotocols)
+            subprotocol = self._choose_subprotocol(connection, offered)
         except NegotiationError as exc:
             return self._with_server_header(_plain_reject(400, str(exc)))
         headers = Headers()
@@ -456,7 +462,12 @@ class Server:
 
     def _choose_subprotocol(self, connection: ServerConnection, offered: Sequence[str]) -> str | None:
         if self._select_subprotocol is not None:
-            return self._select_subprotocol(connection, offered)
+            chosen = self._select_subprotocol(connection, offered)
+            if chosen is not None and chosen not in offered:
+                # Never echo what the client did not offer, nor a hidden
+                # entry: a bug of the server's, answered with 500.
+                raise ValueError(f"select_subprotocol chose {chosen!r}, which is not among those offered")
+            return chosen
         # The client's order is its preference: take the first we support.
         # None in common: go on without one (RFC 6455 §4.2.2 allows it).
         for subprotocol in offered:

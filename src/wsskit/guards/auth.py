@@ -61,6 +61,7 @@ from ..exceptions import Forbidden, Rejected, Unauthorized
 from ..protocol.events import Request
 from ..protocol.headers import is_token
 from ..tls import PeerCertificate
+from .origin import OriginPolicy
 
 __all__ = [
     "AuthGuard",
@@ -86,6 +87,11 @@ TokenSource = Literal["header", "cookie", "query", "subprotocol"]
 """A place in the upgrade request where a bearer token may travel."""
 
 _SOURCES: Final[tuple[TokenSource, ...]] = ("header", "cookie", "query", "subprotocol")
+
+# Cookies are left out unless asked for: a browser attaches them to WebSocket
+# requests that any site's page opens, so they need an Origin check (AuthGuard
+# refuses to run cookie sources without one).
+_DEFAULT_SOURCES: Final[tuple[TokenSource, ...]] = ("header", "query", "subprotocol")
 
 _DEFAULT_NAME: Final = "access_token"
 _DEFAULT_PREFIX: Final = "access_token."
@@ -186,7 +192,9 @@ class Authenticator(Protocol):
 class TokenExtractor:
     """Finds the bearer token of a request in the configured ``sources``, in order.
 
-    The first source holding a token wins. ``cookie_name``,
+    By default ``("header", "query", "subprotocol")``; ``"cookie"`` must be
+    asked for, and :class:`AuthGuard` then requires an Origin policy. The
+    first source holding a token wins. ``cookie_name``,
     ``query_parameter`` and ``subprotocol_prefix`` name the cookie, the query
     parameter and the prefix of the ``Sec-WebSocket-Protocol`` entry.
 
@@ -194,7 +202,7 @@ class TokenExtractor:
     name that is not an HTTP token.
     """
 
-    sources: Sequence[TokenSource] = _SOURCES
+    sources: Sequence[TokenSource] = _DEFAULT_SOURCES
     cookie_name: str = field(default=_DEFAULT_NAME, kw_only=True)
     query_parameter: str = field(default=_DEFAULT_NAME, kw_only=True)
     subprotocol_prefix: str = field(default=_DEFAULT_PREFIX, kw_only=True)
@@ -734,6 +742,13 @@ class StaticTokenAuthenticator:
         token = self._extractor.extract(ctx.request)
         if token is None:
             return None
+        return self.verify(token)
+
+    def verify(self, token: str) -> Identity:
+        """Return the identity of ``token``, or raise :class:`InvalidToken`.
+
+        Also serves to refresh a connection's identity with a new token.
+        """
         presented = _sha256(token)
         subject: str | None = None
         for digest, candidate in self._entries:
@@ -950,14 +965,45 @@ class AuthGuard:
     request is authenticated before the upgrade; the identity lands on
     ``connection.identity``. A refusal answers 401 with ``WWW-Authenticate``
     (or 403). When the identity expires (a JWT's ``exp``, a client
-    certificate's end of validity), the connection is closed with 1008.
+    certificate's end of validity), the connection is closed with 1008
+    unless :meth:`refresh` gave it a new credential first.
+
+    ``Sec-WebSocket-Protocol`` entries that carry a token are hidden from
+    the server's subprotocol choice, so the token is never echoed back.
+
+    ``origin_policy`` (an :class:`~wsskit.guards.origin.OriginPolicy`) is
+    checked before authenticating. It is required when any extractor of the
+    chain reads cookies: a browser sends its cookies with a WebSocket request
+    that another site's page starts (Cross-Site WebSocket Hijacking), and
+    only the Origin check tells those apart. Raises :class:`ValueError`
+    when cookies are read without one.
     """
 
-    def __init__(self, chain: AuthChain, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        chain: AuthChain,
+        *,
+        origin_policy: OriginPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.chain = chain
+        self.origin_policy = origin_policy
         self._clock = clock
+        self._extractors = _extractors_of(chain)
+        if origin_policy is None and any("cookie" in extractor.sources for extractor in self._extractors):
+            raise ValueError(
+                "tokens read from cookies need origin_policy=OriginPolicy([...]): browsers send "
+                "cookies with WebSocket requests from any site (Cross-Site WebSocket Hijacking)"
+            )
 
     async def __call__(self, connection: Any, request: Request) -> None:
+        if self.origin_policy is not None:
+            self.origin_policy.check(request)
+        hidden = getattr(connection, "hidden_subprotocols", None)
+        if hidden is not None and request.subprotocols:
+            for extractor in self._extractors:
+                kept = extractor.subprotocols_without_token(request)
+                hidden.update(name for name in request.subprotocols if name not in kept)
         ctx = AuthContext(
             request,
             remote_address=getattr(connection, "remote_address", None),
@@ -968,11 +1014,54 @@ class AuthGuard:
         except Rejected as exc:
             exc.headers = (*exc.headers, *self.chain.rejection_headers(exc))
             raise
+        self._adopt(connection, identity)
+
+    async def refresh(self, connection: Any, token: str) -> Identity:
+        """Give an open connection a new credential: ``token`` replaces the old one.
+
+        The authenticators of the chain that verify bare tokens (JWT, static
+        tokens) are tried in order. The new identity must have the same
+        subject as the connection's; it replaces ``connection.identity`` and
+        its expiry replaces the old deadline. Call it when the client sends
+        a fresh token in a message of the application's protocol.
+
+        Raises :class:`InvalidToken` when no authenticator accepts the token
+        and :class:`~wsskit.exceptions.Forbidden` when it names someone else;
+        the connection then keeps its old identity and deadline.
+        """
+        failure: Rejected = InvalidToken("token not recognised")
+        for authenticator in self.chain.authenticators:
+            verify = getattr(authenticator, "verify", None)
+            if verify is None:
+                continue
+            try:
+                identity = verify(token)
+            except InvalidToken as exc:
+                failure = exc
+                continue
+            current = getattr(connection, "identity", None)
+            if current is not None and identity.subject != current.subject:
+                raise Forbidden("the new token is for another subject")
+            self._adopt(connection, identity)
+            return cast(Identity, identity)
+        raise failure
+
+    def _adopt(self, connection: Any, identity: Identity | None) -> None:
         connection.identity = identity
-        if identity is not None and identity.expires_at is not None:
-            expire = getattr(connection, "expire_at", None)
-            if expire is not None:
-                expire(identity.expires_at - self._clock(), "credentials expired")
+        expire = getattr(connection, "expire_at", None)
+        if expire is not None:
+            expires_at = None if identity is None else identity.expires_at
+            expire(None if expires_at is None else expires_at - self._clock(), "credentials expired")
+
+
+def _extractors_of(chain: AuthChain) -> list[TokenExtractor]:
+    # The chain's own extractor and those of its authenticators, once each.
+    found: list[TokenExtractor] = []
+    for candidate in (chain, *chain.authenticators):
+        extractor = getattr(candidate, "_extractor", None)
+        if isinstance(extractor, TokenExtractor) and extractor not in found:
+            found.append(extractor)
+    return found
 
 
 def _peer_certificate(connection: Any) -> PeerCertificate | None:
