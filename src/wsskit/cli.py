@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +45,28 @@ def _size(text: str) -> int | None:
     if number <= 0:
         raise argparse.ArgumentTypeError("a size is a positive number of bytes")
     return number
+
+
+def _rate(text: str) -> float:
+    """Parse a rate per second: a finite number >= 0 (0 turns the limit off)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError("a rate is a finite number >= 0 (0: no limit)")
+    return value
+
+
+def _count(text: str) -> int:
+    """Parse a cap: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("a cap is at least 1")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -90,6 +113,49 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ORIGIN",
         help="also accept WebSocket requests from this browser origin (repeatable; its own is allowed)",
     )
+    limits = serve.add_argument_group("rate limits (0 turns a rate limit off)")
+    limits.add_argument(
+        "--connection-rate",
+        type=_rate,
+        default=50.0,
+        metavar="N",
+        help="new connections per second from one IP, bursts of 2N (default 50); over it: 429",
+    )
+    limits.add_argument(
+        "--max-connections-per-ip",
+        type=_count,
+        default=1000,
+        metavar="N",
+        help="connections open at once from one IP (default 1000); over it: 503",
+    )
+    limits.add_argument(
+        "--max-connections",
+        type=_count,
+        default=10_000,
+        metavar="N",
+        help="connections open at once in total (default 10000); over it: 503",
+    )
+    limits.add_argument(
+        "--message-rate",
+        type=_rate,
+        default=1000.0,
+        metavar="N",
+        help="messages per second one connection may send (default 1000); over it: close 1008",
+    )
+    limits.add_argument(
+        "--byte-rate",
+        type=_size,
+        default=16 * 2**20,
+        metavar="SIZE",
+        help="bytes per second one connection may send, e.g. 16MiB (default) or 'none'; over it: close 1008",
+    )
+    limits.add_argument(
+        "--ping-rate",
+        type=_rate,
+        default=10.0,
+        metavar="N",
+        help="Pings answered per second per connection (default 10); more get no Pong",
+    )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
     cert = commands.add_parser("cert", help="make or show the local development CA and certificate")
@@ -125,6 +191,12 @@ def _serve(args: argparse.Namespace) -> int:
         origins=tuple(args.allow_origin),
         client_ca=args.client_ca,
         client_cert=args.client_cert,
+        connection_rate=args.connection_rate,
+        max_connections_per_ip=args.max_connections_per_ip,
+        max_connections=args.max_connections,
+        message_rate=args.message_rate,
+        byte_rate=args.byte_rate or 0,
+        ping_rate=args.ping_rate,
     )
     try:
         asyncio.run(run(config))

@@ -334,3 +334,30 @@ async def test_mutual_tls_from_the_command_line(tmp_path: Path) -> None:
             assert await ws.recv() == "alice here"
     finally:
         assert server.stop() == 0
+
+
+async def test_rate_limit_options_reach_the_server(tmp_path: Path) -> None:
+    server = ServeProcess(
+        tmp_path, "--max-connections-per-ip", "1", "--message-rate", "3", "--connection-rate", "100"
+    )
+    try:
+        uri = f"wss://127.0.0.1:{server.port}/echo"
+        context = _client_context(server.ca_path())
+        async with peer_connect(uri, ssl=context) as ws:
+            # A second connection from the same IP is over the cap: 503.
+            with pytest.raises(websockets.InvalidStatus) as info:
+                async with peer_connect(uri, ssl=context):
+                    pass
+            assert info.value.response.status_code == 503
+            assert info.value.response.headers["Retry-After"] == "5"
+            # Three messages a second (burst 3), then the fourth closes with 1008.
+            for i in range(3):
+                await ws.send(str(i))
+                assert await ws.recv() == str(i)
+            await ws.send("fourth")
+            with pytest.raises(PeerConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None
+            assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1008, "message rate exceeded")
+    finally:
+        server.stop()

@@ -31,6 +31,17 @@ class ServeConfig:
     #: Mutual TLS: the CA client certificates must chain to, and whether one is required.
     client_ca: Path | None = None
     client_cert: str = "required"
+    #: New connections per second from one IP (with a burst of twice that); 0: no limit.
+    connection_rate: float = 50.0
+    #: Connections open at once from one IP, and in total.
+    max_connections_per_ip: int = 1_000
+    max_connections: int = 10_000
+    #: Messages and bytes per second one connection may send (bursts of one
+    #: second's worth, and at least one largest message); 0: no limit.
+    message_rate: float = 1_000.0
+    byte_rate: int = 16 * 2**20
+    #: Pings answered per second per connection; a flood beyond gets no Pongs.
+    ping_rate: float = 10.0
 
     @property
     def scheme(self) -> str:

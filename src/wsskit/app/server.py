@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import signal
 import ssl
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from .. import tls
 from ..asyncio.connection import Connection
 from ..asyncio.server import Server, serve
 from ..certs import ensure_dev_certificates
 from ..guards.origin import OriginPolicy
+from ..guards.ratelimit import ConnectionRateLimiter, MessageRateLimiter, PingFloodGuard
 from ..protocol.events import Reject, Request
 from ..protocol.handshake import error_reject
 from ..protocol.headers import Headers
@@ -26,6 +29,9 @@ __all__ = ["run", "start", "ROUTES"]
 log = logging.getLogger("wsskit.app")
 
 Handler = Callable[[Connection], Awaitable[None]]
+
+# A rate no client reaches: the connection caps still apply.
+_UNLIMITED = 1e9
 
 
 async def echo(ws: Connection) -> None:
@@ -125,6 +131,31 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _rate_limits(config: ServeConfig) -> dict[str, Any]:
+    # The options of serve() that carry the configured limits; a rate of 0
+    # turns that limit off (the caps on connections always hold).
+    rate = config.connection_rate
+    limits: dict[str, Any] = {
+        "connection_limiter": ConnectionRateLimiter(
+            rate or _UNLIMITED,
+            max(1.0, 2 * rate) if rate else _UNLIMITED,
+            max_per_ip=config.max_connections_per_ip,
+            max_total=config.max_connections,
+            max_tracked=max(100_000, config.max_connections),
+        )
+    }
+    if config.message_rate or config.byte_rate:
+        byte_rate = config.byte_rate or None
+        # A burst below the largest message would refuse every such message.
+        byte_burst = None if byte_rate is None else max(byte_rate, config.max_size or 0)
+        limits["message_limiter"] = functools.partial(
+            MessageRateLimiter, config.message_rate or None, byte_rate, byte_burst=byte_burst
+        )
+    if config.ping_rate:
+        limits["ping_limiter"] = functools.partial(PingFloodGuard, config.ping_rate)
+    return limits
+
+
 async def start(config: ServeConfig) -> Server:
     """Start serving ``config`` and return the running server.
 
@@ -151,6 +182,7 @@ async def start(config: ServeConfig) -> Server:
         max_size=config.max_size,
         process_request=_route,
         guards=[origins],
+        **_rate_limits(config),
     )
     log.info("serving %s (echo at /echo)", config.url())
     for line in trust_lines:
