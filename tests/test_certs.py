@@ -144,7 +144,7 @@ def test_server_certificate(shared: DevCertificates) -> None:
     assert list(usages) == [ExtendedKeyUsageOID.SERVER_AUTH]
     assert not leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     # Apple's limit for TLS server certificates.
-    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc <= datetime.timedelta(days=825)
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc <= datetime.timedelta(days=90, hours=1)
     assert leaf.not_valid_before_utc <= datetime.datetime.now(datetime.timezone.utc)
 
 
@@ -349,7 +349,7 @@ def test_expiring_leaf_is_reissued(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert created
     renewed = _load(paths.cert)
     assert renewed.serial_number != short.serial_number
-    assert renewed.not_valid_after_utc - renewed.not_valid_before_utc > datetime.timedelta(days=800)
+    assert renewed.not_valid_after_utc - renewed.not_valid_before_utc > datetime.timedelta(days=89)
 
 
 def test_expiring_ca_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

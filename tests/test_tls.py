@@ -514,3 +514,37 @@ async def test_asyncio_server_sees_client_certificate(pki: _Pki) -> None:
                 with pytest.raises((OSError, InvalidHandshake)):
                     await connect(uri, ssl=without_certificate, open_timeout=_TIMEOUT)
     assert subjects == ["test-client", "test-client", None]
+
+
+@pytest.mark.parametrize("profile", ["intermediate", "modern"])
+@pytest.mark.parametrize(
+    ("group", "accepted"),
+    [("X25519", True), ("prime256v1", True), ("secp384r1", True), ("X448", False), ("secp521r1", False)],
+)
+def test_key_exchange_groups_are_mozillas_exactly(
+    pki: _Pki, profile: tls.Profile, group: str, accepted: bool
+) -> None:
+    # A client offering only one group (set_ecdh_curve sets the whole list)
+    # gets through with Mozilla's three and is refused with any other, on
+    # every Python: set_groups where it exists, wsskit._tls_groups before.
+    client = tls.client_context(pki.dev.ca_cert)
+    client.set_ecdh_curve(group)
+    outcome = _handshake(tls.server_context(pki.dev.cert, pki.dev.key, profile=profile), client)
+    if accepted:
+        outcome.ok()
+    else:
+        assert isinstance(outcome.client, ssl.SSLError)
+        assert isinstance(outcome.server, ssl.SSLError)
+
+
+def test_groups_fallback_refuses_an_unknown_group_and_leaves_the_context_usable(pki: _Pki) -> None:
+    from wsskit._tls_groups import set_groups_list
+
+    context = tls.server_context(pki.dev.cert, pki.dev.key)
+    assert not set_groups_list(context, "no-such-group")
+    assert set_groups_list(context, "prime256v1")
+    client = tls.client_context(pki.dev.ca_cert)
+    client.set_ecdh_curve("X25519")
+    assert isinstance(_handshake(context, client).client, ssl.SSLError)
+    client.set_ecdh_curve("prime256v1")
+    _handshake(context, client).ok()

@@ -66,9 +66,12 @@ _KEY_NAME = "key.pem"
 _LOCK_NAME = ".lock"
 
 _CA_LIFETIME = datetime.timedelta(days=3650)
-# Apple platforms reject TLS server certificates valid for more than 825
-# days, even from a user-installed CA (support.apple.com/HT210176).
-_LEAF_LIFETIME = datetime.timedelta(days=824)
+# Mozilla's Server Side TLS asks for at most 90 days (modern; 366 for
+# intermediate), and scanners such as sslyze check it; Apple platforms refuse
+# more than 825 days even from a user-installed CA. Leaves are reissued on
+# the next start once fewer than 30 days remain, and only the CA is trusted,
+# so a short life costs users nothing.
+_LEAF_LIFETIME = datetime.timedelta(days=90)
 # Backdate notBefore a little so a client whose clock lags still accepts.
 _BACKDATE = datetime.timedelta(hours=1)
 # Files that expire sooner than this are replaced rather than reused.

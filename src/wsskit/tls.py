@@ -24,6 +24,8 @@ from typing import Literal, Union
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from ._tls_groups import set_groups_list
+
 __all__ = [
     "ALPN_PROTOCOLS",
     "INTERMEDIATE_CIPHERS",
@@ -219,19 +221,20 @@ def server_context(
 
 
 def _set_groups(context: ssl.SSLContext) -> None:
-    """Restrict key exchange to Mozilla's groups where the ssl module allows it.
+    """Restrict key exchange to Mozilla's groups (X25519, P-256, P-384).
 
-    ``SSLContext.set_groups`` (Python 3.15+) takes a list. Older versions
-    only offer ``set_ecdh_curve``, which allows a single curve and would lock
-    out clients that lack it; there OpenSSL's default list stays, which holds
-    X25519, P-256 and P-384 and nothing weaker than P-256, but also X448 and
-    P-521: stronger and slower groups that Mozilla's profiles leave out, so a
-    scanner checking the profile strictly (sslyze) reports them.
+    ``SSLContext.set_groups`` (Python 3.15+) takes a list; before it,
+    :mod:`wsskit._tls_groups` sets the list on the context's OpenSSL object.
+    Where neither works OpenSSL's default list stays: it holds nothing
+    weaker than P-256, but also X448 and P-521, which Mozilla's profiles
+    leave out and strict scanners (sslyze) report.
     """
     set_groups = getattr(context, "set_groups", None)
-    if set_groups is None:
-        return
     for groups in _GROUP_CHOICES:
+        if set_groups is None:
+            if set_groups_list(context, groups):
+                return
+            continue
         try:
             set_groups(groups)
         except (ssl.SSLError, ValueError):

@@ -1,40 +1,29 @@
-"""wsskit.tls.server_context scanned by sslyze against Mozilla's Server Side TLS profiles.
+"""`wsskit serve` scanned by sslyze against Mozilla's Server Side TLS profiles.
 
-sslyze (https://github.com/nabla-c0d3/sslyze) connects to a real server on
-loopback with its own OpenSSL builds, tries every protocol version, cipher
-suite and curve, probes for known attacks (Heartbleed, ROBOT, CCS injection,
-insecure renegotiation, compression, missing TLS_FALLBACK_SCSV or Extended
-Master Secret), and its ``MozillaTlsConfigurationChecker`` compares what it
-found with the profile (sslyze 6 ships Mozilla's guidelines 5.7, the version
-wsskit.tls follows).
+sslyze (https://github.com/nabla-c0d3/sslyze) connects to the real server
+process on loopback with its own OpenSSL builds, tries every protocol
+version, cipher suite and curve, probes for known attacks (Heartbleed, ROBOT,
+CCS injection, insecure renegotiation, compression, missing
+TLS_FALLBACK_SCSV or Extended Master Secret), and its
+``MozillaTlsConfigurationChecker`` compares what it found with the profile
+(sslyze 6 ships Mozilla's guidelines 5.7, the version wsskit.tls follows).
 
-The certificate is made for the scan: a P-256 leaf valid for 90 days, signed
-by a development CA that sslyze is told to trust. The checker also judges
-the certificate (trust, key type, signature, lifespan: at most 366 days for
-intermediate and 90 for modern), so the 824-day leaves of ``wsskit cert``
-would fail it for reasons that say nothing about the TLS configuration.
-No certificate finding is filtered out.
+The server runs with its own development certificate (a P-256 leaf valid for
+90 days from the dev CA, which sslyze is told to trust), so the checker's
+certificate rules (key type, signature, lifespan) judge what users get.
+No finding is filtered out.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import os
-import ssl
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from wsskit import tls
-from wsskit.certs import ensure_dev_certificates
+from tests.serve_process import ServeProcess
 
 try:
     from sslyze.mozilla_tls_profile.tls_config_checker import (
@@ -68,77 +57,6 @@ pytestmark = [
 
 _TIMEOUT = 10.0
 
-# Groups OpenSSL enables by default beyond Mozilla's X25519, P-256 and P-384.
-# Before Python 3.15 the ssl module cannot change the list without cutting it
-# to one group (see wsskit.tls._set_groups), so the server also accepts these
-# two. Both are stronger than P-384; Mozilla leaves them out for speed and
-# interoperability, not weakness. Operators on those Pythons can restrict the
-# list process-wide with an OpenSSL configuration file (OPENSSL_CONF with
-# "Groups = X25519:P-256:P-384" in the system_default section).
-_EXTRA_GROUPS_BEFORE_SET_GROUPS = {"X448", "secp521r1"}
-
-
-@dataclass(frozen=True)
-class _Certificates:
-    ca: Path
-    cert: Path
-    key: Path
-
-
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> _Certificates:
-    """A dev CA and a leaf for localhost / 127.0.0.1 that fits both Mozilla profiles."""
-    dev, _ = ensure_dev_certificates(tmp_path_factory.mktemp("sslyze") / "certs")
-    ca_cert = x509.load_pem_x509_certificate(dev.ca_cert.read_bytes())
-    ca_key = serialization.load_pem_private_key(dev.ca_key.read_bytes(), password=None)
-    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-    key = ec.generate_private_key(ec.SECP256R1())
-    not_before = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        # Mozilla: 90 days recommended, the most the modern profile allows.
-        .not_valid_after(not_before + datetime.timedelta(days=90))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        # sslyze validates with cryptography's Web PKI verifier (RFC 5280
-        # plus CA/Browser Forum rules), which wants the key identifiers.
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    cert_path = dev.directory / "sslyze-leaf.pem"
-    key_path = dev.directory / "sslyze-leaf-key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return _Certificates(dev.ca_cert, cert_path, key_path)
-
-
-async def _close_when_done(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Hold a scanned connection open until the scanner drops it."""
-    try:
-        await asyncio.wait_for(reader.read(1), _TIMEOUT)
-    except (OSError, asyncio.TimeoutError):
-        pass  # a scanner's probes end abruptly
-    finally:
-        writer.close()
-
 
 def _scan(port: int, ca_file: Path) -> ServerScanResult:
     """Run the scans the Mozilla checker needs against 127.0.0.1:``port``; return the result."""
@@ -160,15 +78,13 @@ def _scan(port: int, ca_file: Path) -> ServerScanResult:
 
 
 @pytest.mark.parametrize("profile", ["intermediate", "modern"])
-async def test_server_context_complies_with_mozilla_profile(
-    certificates: _Certificates, profile: tls.Profile
-) -> None:
-    context = tls.server_context(certificates.cert, certificates.key, profile=profile)
-    server = await asyncio.start_server(_close_when_done, "127.0.0.1", 0, ssl=context)
-    async with server:
-        port = server.sockets[0].getsockname()[1]
-        # sslyze blocks (it runs its own threads); keep this loop serving.
-        result = await asyncio.to_thread(_scan, port, certificates.ca)
+async def test_wsskit_serve_complies_with_mozilla_profile(tmp_path: Path, profile: str) -> None:
+    server = ServeProcess(tmp_path, "--profile", profile)
+    try:
+        # sslyze blocks (it runs its own threads); run it off the loop.
+        result = await asyncio.to_thread(_scan, server.port, Path(server.ca_path()))
+    finally:
+        server.stop()
 
     configuration = MozillaTlsConfiguration.get(TlsConfigurationEnum(profile))
     try:
@@ -183,15 +99,8 @@ async def test_server_context_complies_with_mozilla_profile(
     curves_result = scan.elliptic_curves.result
     assert curves_result is not None
     curves = {curve.name for curve in curves_result.supported_curves or ()}
-    # Mozilla's own groups must all work, whatever else is accepted.
-    assert configuration.tls_curves <= curves, curves
-    extra = curves - configuration.tls_curves
-    if extra and not hasattr(ssl.SSLContext, "set_groups"):
-        # The one known deviation, narrowed to exactly these groups: see
-        # _EXTRA_GROUPS_BEFORE_SET_GROUPS. Any other extra group still fails.
-        assert extra <= _EXTRA_GROUPS_BEFORE_SET_GROUPS, extra
-        assert "tls_curves" in issues
-        del issues["tls_curves"]
+    # Mozilla's groups exactly: X25519, P-256, P-384 and nothing else.
+    assert curves == configuration.tls_curves, curves
     assert issues == {}
 
     # Beyond Mozilla's checklist: what wsskit.tls promises on top.
