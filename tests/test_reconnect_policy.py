@@ -60,9 +60,7 @@ def test_close_codes_that_end_reconnecting(code: int) -> None:
     assert not ReconnectPolicy().should_retry(failure)
 
 
-@pytest.mark.parametrize(
-    ("code", "retry"), [(500, True), (503, True), (429, True), (401, False)]
-)
+@pytest.mark.parametrize(("code", "retry"), [(500, True), (503, True), (429, True), (401, False)])
 def test_statuses(code: int, retry: bool) -> None:
     assert ReconnectPolicy().should_retry(status(code)) is retry
 

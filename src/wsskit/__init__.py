@@ -22,6 +22,7 @@ from .exceptions import (
     ConnectionClosed,
     ConnectionClosedError,
     ConnectionClosedOK,
+    GiveUp,
     HandshakeError,
     InvalidHandshake,
     InvalidState,
@@ -30,12 +31,14 @@ from .exceptions import (
     NegotiationError,
     PayloadTooBig,
     ProtocolError,
+    ProxyError,
     WebSocketError,
 )
 from .protocol.deflate import DeflateOptions
 from .protocol.events import Reject, Request
 from .protocol.headers import Headers
 from .protocol.limits import Limits
+from .reconnect import ReconnectPolicy
 
 __all__ = [
     "__version__",
@@ -46,6 +49,7 @@ __all__ = [
     "ClientConnection",
     "ServerConnection",
     "Limits",
+    "ReconnectPolicy",
     "DeflateOptions",
     "Headers",
     "Request",
@@ -63,4 +67,6 @@ __all__ = [
     "ConnectionClosedError",
     "InvalidState",
     "InvalidURI",
+    "ProxyError",
+    "GiveUp",
 ]

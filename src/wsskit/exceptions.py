@@ -9,6 +9,7 @@
     │       └── PayloadTooBig         a message or frame over the limit (close 1009)
     ├── HandshakeError
     │   ├── InvalidHandshake          a malformed upgrade request or response
+    │   │   └── ProxyError            the proxy did not open the tunnel (407, 5xx, SOCKS reply)
     │   ├── InvalidStatus             the server answered with a status other than 101
     │   └── NegotiationError          subprotocol or extension negotiation failed
     ├── ConnectionClosed              ``.code`` ``.reason``
@@ -21,6 +22,7 @@
     │   ├── Forbidden                 403
     │   └── RateLimited               429; ``.retry_after`` in seconds
     │       └── Overloaded            503: a cap on connections or handshakes is reached
+    ├── GiveUp                        reconnecting stopped: attempts or time ran out
     └── BackplaneError                a broker failure; ``__cause__`` is the driver's error
 
 Timeouts raise the builtin :class:`TimeoutError`; failures to connect raise
@@ -43,6 +45,7 @@ __all__ = [
     "HandshakeError",
     "InvalidHandshake",
     "InvalidStatus",
+    "ProxyError",
     "NegotiationError",
     "ConnectionClosed",
     "ConnectionClosedOK",
@@ -54,6 +57,7 @@ __all__ = [
     "Forbidden",
     "RateLimited",
     "Overloaded",
+    "GiveUp",
     "BackplaneError",
 ]
 
@@ -110,6 +114,39 @@ class InvalidStatus(HandshakeError):
     def __init__(self, response: Reject) -> None:
         super().__init__(f"server rejected WebSocket connection: HTTP {response.status}")
         self.response = response
+
+
+class ProxyError(InvalidHandshake):
+    """The proxy did not open the tunnel to the server.
+
+    :attr:`response` holds an HTTP proxy's answer (its status, headers and
+    body: a 407 carries ``Proxy-Authenticate``) and is None for SOCKS, whose
+    reply code is in :attr:`reply_code` (None when the proxy refused the
+    credentials or answered nonsense). :attr:`transient` says whether the
+    same request may succeed later (the proxy could not reach the server).
+
+    It is an :class:`~wsskit.exceptions.InvalidHandshake` (a
+    :class:`~wsskit.exceptions.HandshakeError`) rather than an
+    :class:`OSError`: like the server's own refusals
+    (:class:`~wsskit.exceptions.InvalidStatus`), a proxy's 407 or 403 is an
+    answer, not a network failure, and code that retries on ``OSError``
+    must not retry a wrong password forever. Failures to reach the proxy at
+    all stay :class:`OSError`, and the reconnecting client retries a proxy's
+    5xx answer or transient SOCKS reply as it would a server's.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        response: Reject | None = None,
+        reply_code: int | None = None,
+        transient: bool = False,
+    ) -> None:
+        super().__init__(message, 502)
+        self.response = response
+        self.reply_code = reply_code
+        self.transient = transient
 
 
 class NegotiationError(HandshakeError):
@@ -195,6 +232,17 @@ class Overloaded(RateLimited):
     """A cap is reached (503): too many connections or handshakes, not a rate exceeded."""
 
     status = 503
+
+
+class GiveUp(WebSocketError):
+    """Reconnecting stopped: the attempts or the time allowed ran out.
+
+    ``__cause__`` is the last failure; :attr:`attempts` counts the attempts made.
+    """
+
+    def __init__(self, message: str, attempts: int) -> None:
+        super().__init__(message)
+        self.attempts = attempts
 
 
 class BackplaneError(WebSocketError):

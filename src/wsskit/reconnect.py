@@ -22,7 +22,7 @@ import ssl
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from .exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketError
+from .exceptions import ConnectionClosed, GiveUp, InvalidStatus, InvalidURI
 
 __all__ = ["ReconnectPolicy", "GiveUp", "retry_after", "RETRY_CLOSE_CODES", "RETRY_STATUSES"]
 
@@ -33,17 +33,6 @@ RETRY_CLOSE_CODES: frozenset[int] = frozenset({1001, 1006, 1011, 1012, 1013, 101
 
 #: HTTP statuses worth retrying: too many requests (429) and server errors.
 RETRY_STATUSES: frozenset[int] = frozenset({429, 500, 502, 503, 504})
-
-
-class GiveUp(WebSocketError):
-    """Reconnecting stopped: the attempts or the time allowed ran out.
-
-    ``__cause__`` is the last failure; :attr:`attempts` counts the attempts made.
-    """
-
-    def __init__(self, message: str, attempts: int) -> None:
-        super().__init__(message)
-        self.attempts = attempts
 
 
 def _non_negative(name: str, value: float) -> float:
