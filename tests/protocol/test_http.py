@@ -539,3 +539,35 @@ def test_build_response_does_not_mutate_headers() -> None:
     headers = Headers([("X", "1")])
     build_response(200, headers, b"body")
     assert headers.items() == [("X", "1")]
+
+
+def test_head_size_limit_is_exact() -> None:
+    head = request_with(b"X-Pad: " + b"a" * 100)
+    limits = Limits(max_head_size=len(head))
+    assert parse_request_head(head, limits) is not None
+    assert feed_bytewise(head, limits) is not None
+    with pytest.raises(InvalidHandshake, match="header section too large") as info:
+        parse_request_head(head, Limits(max_head_size=len(head) - 1))
+    assert info.value.status == 431
+
+
+def test_head_size_limit_refuses_before_the_blank_line() -> None:
+    # 100 fields of 1000 bytes are each within the line and field limits;
+    # together they pass 64 KiB, refused as soon as the bytes show it.
+    limits = Limits()
+    scanner = HeadScanner(limits)
+    buf = bytearray(b"GET / HTTP/1.1\r\nHost: h\r\n")
+    with pytest.raises(InvalidHandshake, match="header section too large") as info:
+        for i in range(100):
+            buf += b"X-%03d: " % i + b"v" * 990 + b"\r\n"
+            assert parse_request_head(buf, limits, scanner=scanner) is None
+    assert info.value.status == 431
+    assert len(buf) <= limits.max_head_size + 1000
+
+
+def test_head_size_limit_on_a_response_is_a_plain_error() -> None:
+    limits = Limits(max_head_size=64)
+    response = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    with pytest.raises(InvalidHandshake, match="header section too large") as info:
+        parse_response_head(response, limits)
+    assert info.value.status == 400

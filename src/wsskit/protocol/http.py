@@ -26,8 +26,8 @@ whose ``status`` is the HTTP status a server answers with:
   The request line and header names must be ASCII.
 - Limits (:class:`~wsskit.protocol.limits.Limits`) are checked as bytes
   arrive, before the blank line ending the head: a start line longer than
-  ``max_request_line`` gets 414, a header line longer than ``max_header_line``
-  or more than ``max_headers`` fields gets 431.
+  ``max_request_line`` gets 414, a header line longer than ``max_header_line``,
+  more than ``max_headers`` fields or a head over ``max_head_size`` gets 431.
 - A request must carry exactly one valid ``Host`` (400, RFC 9112 §3.2) and no
   body: any ``Transfer-Encoding`` or a ``Content-Length`` other than 0 gets 400
   (an upgrade request has no body, and a body is where smuggling hides).
@@ -108,7 +108,17 @@ class HeadScanner:
     already checked, so every byte is looked at once however the data is split.
     """
 
-    __slots__ = ("_end", "_line_limit", "_lines", "_max_fields", "_pos", "_start_limit", "_start_status")
+    __slots__ = (
+        "_end",
+        "_head_limit",
+        "_head_status",
+        "_line_limit",
+        "_lines",
+        "_max_fields",
+        "_pos",
+        "_start_limit",
+        "_start_status",
+    )
 
     def __init__(self, limits: Limits, *, request: bool = True) -> None:
         self._start_limit = limits.max_request_line
@@ -116,6 +126,8 @@ class HeadScanner:
         self._start_status = 414 if request else 400
         self._line_limit = limits.max_header_line
         self._max_fields = limits.max_headers
+        self._head_limit = limits.max_head_size
+        self._head_status = 431 if request else 400
         self._pos = 0  # where the line not yet complete starts
         self._lines = 0  # complete lines so far, the start line included
         self._end: int | None = None
@@ -135,7 +147,12 @@ class HeadScanner:
             if nl == -1:
                 self._pos = pos
                 self._check_partial(buf, pos)
+                # Room must be left for the CRLF that ends the head.
+                if len(buf) + (1 if buf[-1:] == b"\r" else 2) > self._head_limit:
+                    raise InvalidHandshake("header section too large", self._head_status)
                 return None
+            if nl + 1 > self._head_limit:
+                raise InvalidHandshake("header section too large", self._head_status)
             if nl == pos or buf[nl - 1] != _CR:
                 raise InvalidHandshake("line ends with a bare LF instead of CRLF", 400)
             length = nl - 1 - pos

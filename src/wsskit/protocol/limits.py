@@ -22,6 +22,9 @@ class Limits:
     - ``max_request_line``: longest HTTP request or status line (414 beyond).
     - ``max_header_line``: longest header line (431 beyond).
     - ``max_headers``: most header fields (431 beyond).
+    - ``max_head_size``: largest whole head, start line and fields together
+      (431 beyond): the head stays in memory with the connection, and line
+      and field limits alone would let it reach a megabyte.
     - ``max_handshake_body``: largest body read with a non-101 response.
     """
 
@@ -31,6 +34,7 @@ class Limits:
     max_request_line: int = 8192
     max_header_line: int = 8192
     max_headers: int = 128
+    max_head_size: int = 2**16
     max_handshake_body: int = 2**16
 
     @property
