@@ -1,4 +1,4 @@
-"""The ``wsskit`` command: ``serve`` and ``cert``."""
+"""The ``wsskit`` command: ``serve``, ``connect`` and ``cert``."""
 
 from __future__ import annotations
 
@@ -167,6 +167,10 @@ def _parser() -> argparse.ArgumentParser:
     trust.add_argument("--install", action="store_true", help="install into the system trust store (root)")
     client = cert_commands.add_parser("client", help="issue a client certificate signed by the dev CA")
     client.add_argument("name", help="the client's name (certificate subject)")
+    # Imported here: cli_connect uses this module's parsers (_size).
+    from .cli_connect import add_connect_parser
+
+    add_connect_parser(commands)
     return parser
 
 
@@ -244,6 +248,10 @@ def _cert(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``wsskit`` command line; return the exit status."""
     args = _parser().parse_args(argv)
+    if args.command == "connect":
+        from .cli_connect import run_connect
+
+        return run_connect(args)
     if args.command == "serve":
         _setup_logging(args.log_level)
         return _serve(args)
