@@ -113,6 +113,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ORIGIN",
         help="also accept WebSocket requests from this browser origin (repeatable; its own is allowed)",
     )
+    serve.add_argument(
+        "--backplane",
+        default="memory://",
+        metavar="URL",
+        help="where channels live: memory:// (default, this process), redis://HOST:PORT, nats://HOST:PORT",
+    )
     limits = serve.add_argument_group("rate limits (0 turns a rate limit off)")
     limits.add_argument(
         "--connection-rate",
@@ -201,10 +207,11 @@ def _serve(args: argparse.Namespace) -> int:
         message_rate=args.message_rate,
         byte_rate=args.byte_rate or 0,
         ping_rate=args.ping_rate,
+        backplane=args.backplane,
     )
     try:
         asyncio.run(run(config))
-    except ValueError as exc:  # a malformed --allow-origin
+    except ValueError as exc:  # a malformed --allow-origin or --backplane
         print(f"wsskit: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

@@ -32,7 +32,7 @@ def _client_context(ca: str) -> ssl.SSLContext:
 
 def test_startup_lines_tell_where_the_ca_is(served: ServeProcess) -> None:
     text = "\n".join(served.lines)
-    assert f"wsskit: serving wss://127.0.0.1:{served.port} (echo at /echo)" in text
+    assert f"wsskit: serving wss://127.0.0.1:{served.port} (echo at /echo, channels at /channels" in text
     assert "dev certificate for localhost, 127.0.0.1, ::1 signed by the local CA at" in text
     assert Path(served.ca_path()).is_file()
 

@@ -42,6 +42,8 @@ class ServeConfig:
     byte_rate: int = 16 * 2**20
     #: Pings answered per second per connection; a flood beyond gets no Pongs.
     ping_rate: float = 10.0
+    #: Where channels live: ``memory://`` (one process), ``redis://...``, ``nats://...``.
+    backplane: str = "memory://"
 
     @property
     def scheme(self) -> str:

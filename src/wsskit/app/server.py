@@ -9,13 +9,16 @@ import ipaddress
 import logging
 import signal
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from .. import tls
 from ..asyncio.connection import Connection
 from ..asyncio.server import Server, serve
 from ..certs import ensure_dev_certificates
+from ..channels.backplanes.base import backplane_from_url
+from ..channels.hub import Hub
+from ..channels.namespaces import Namespace
 from ..guards.origin import OriginPolicy
 from ..guards.ratelimit import ConnectionRateLimiter, MessageRateLimiter, PingFloodGuard
 from ..protocol.events import Reject, Request
@@ -24,7 +27,7 @@ from ..protocol.headers import Headers
 from ..reload import CertificateReloader
 from .config import ServeConfig
 
-__all__ = ["run", "start", "ROUTES"]
+__all__ = ["App", "run", "start", "ROUTES", "default_namespaces"]
 
 log = logging.getLogger("wsskit.app")
 
@@ -40,6 +43,7 @@ async def echo(ws: Connection) -> None:
         await ws.send(message)
 
 
+#: The WebSocket endpoints every server has; ``/channels`` joins them per server (its hub).
 ROUTES: dict[str, Handler] = {"/echo": echo}
 
 # Tasks that live as long as the server (the certificate watcher).
@@ -51,28 +55,74 @@ def _text(status: int, body: str) -> Reject:
     return Reject(status, headers, body.encode("utf-8"))
 
 
-def _route(connection: Connection, request: Request) -> Reject | None:
-    # Plain HTTP on the WebSocket port: 404 for unknown paths first, so a
-    # browser or a probe learns the path is wrong before it learns to upgrade.
-    if request.path not in ROUTES:
-        return _text(404, f"404 Not Found: no endpoint at {request.path}\n")
-    if request.error is not None:
-        return error_reject(request.error)
-    return None
+def default_namespaces() -> list[Namespace]:
+    """The channel namespaces of ``wsskit serve``: ``chat:*`` open to all, the rest read-only.
+
+    ``chat:`` channels keep 100 messages for 5 minutes, with presence and
+    join/leave events; any client may subscribe and publish (the demo has no
+    accounts). Other channels may be read by anyone and published to only
+    from the server side.
+    """
+    return [
+        Namespace(
+            "chat",
+            history_size=100,
+            history_ttl=300,
+            presence=True,
+            join_leave=True,
+            subscribe="any",
+            publish="any",
+        ),
+        Namespace("", subscribe="any", publish="nobody"),
+    ]
 
 
-async def _dispatch(ws: Connection) -> None:
-    request = ws.request
-    assert request is not None
-    peer = _peer(ws)
-    log.info("%s opened %s", peer, request.path)
-    try:
-        await ROUTES[request.path](ws)
-    finally:
-        # The server closes with 1000 once the handler returns; wait for it
-        # so the log line carries the code that was exchanged.
-        await ws.close()
-        log.info("%s closed %s (%s)", peer, ws.close_code, ws.close_reason or "no reason")
+class App:
+    """One ``wsskit serve``: its routes, its channel hub and, once started, its server."""
+
+    def __init__(self, config: ServeConfig, hub: Hub) -> None:
+        self.config = config
+        self.hub = hub
+        self.routes: dict[str, Handler] = {**ROUTES, "/channels": hub.handler}
+        self.server: Server | None = None
+
+    def route(self, connection: Connection, request: Request) -> Reject | None:
+        """``process_request``: plain HTTP answers before any upgrade."""
+        # 404 for unknown paths first, so a browser or a probe learns the
+        # path is wrong before it learns to upgrade.
+        if request.path not in self.routes:
+            return _text(404, f"404 Not Found: no endpoint at {request.path}\n")
+        if request.error is not None:
+            return error_reject(request.error)
+        return None
+
+    def select_subprotocol(self, connection: Connection, offered: Sequence[str]) -> str | None:
+        """Only ``/channels`` speaks a subprotocol (``wsskit.channels.v1``)."""
+        request = connection.request
+        if request is not None and request.path == "/channels":
+            return self.hub.select_subprotocol(connection, offered)
+        return None
+
+    async def dispatch(self, ws: Connection) -> None:
+        """The connection handler: run the path's endpoint, log open and close."""
+        request = ws.request
+        assert request is not None
+        peer = _peer(ws)
+        log.info("%s opened %s", peer, request.path)
+        try:
+            await self.routes[request.path](ws)
+        finally:
+            # The server closes with 1000 once the handler returns; wait for
+            # it so the log line carries the code that was exchanged.
+            await ws.close()
+            log.info("%s closed %s (%s)", peer, ws.close_code, ws.close_reason or "no reason")
+
+    async def close(self) -> None:
+        """Close channel sessions (4001, reconnect), then every other connection (1001)."""
+        await self.hub.close()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
 
 
 def _peer(ws: Connection) -> str:
@@ -156,12 +206,17 @@ def _rate_limits(config: ServeConfig) -> dict[str, Any]:
     return limits
 
 
-async def start(config: ServeConfig) -> Server:
-    """Start serving ``config`` and return the running server.
+async def start(config: ServeConfig) -> App:
+    """Start serving ``config`` and return the running app.
 
     With a certificate of the user's own (``--cert``), a replaced pair is
     picked up without a restart: when the files change and on SIGHUP.
+    Raises :class:`ValueError` for an unknown backplane URL and
+    :class:`~wsskit.exceptions.BackplaneError` when the broker is unreachable.
     """
+    hub = Hub(backplane_from_url(config.backplane), default_namespaces())
+    await hub.start()
+    app = App(config, hub)
     context, trust_lines = _ssl_context(config)
     if context is not None and config.certfile is not None:
         reloader = CertificateReloader(context, config.certfile, config.keyfile)
@@ -174,20 +229,21 @@ async def start(config: ServeConfig) -> Server:
     origins = OriginPolicy.for_server(
         config.scheme, config.host, config.port, allowed=config.origins, allow_missing=True
     )
-    server = await serve(
-        _dispatch,
+    app.server = await serve(
+        app.dispatch,
         config.host,
         config.port,
         ssl=context,
         max_size=config.max_size,
-        process_request=_route,
+        process_request=app.route,
+        select_subprotocol=app.select_subprotocol,
         guards=[origins],
         **_rate_limits(config),
     )
-    log.info("serving %s (echo at /echo)", config.url())
+    log.info("serving %s (echo at /echo, channels at /channels over %s)", config.url(), config.backplane)
     for line in trust_lines:
         log.info("%s", line)
-    return server
+    return app
 
 
 async def run(config: ServeConfig) -> None:
@@ -199,11 +255,10 @@ async def run(config: ServeConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows has no such handlers
             loop.add_signal_handler(sig, _resolve, stop, sig)
-    server = await start(config)
+    app = await start(config)
     received = await stop
     log.info("%s received: closing connections with 1001", signal.Signals(received).name)
-    server.close()
-    await server.wait_closed()
+    await app.close()
     for task in _background:
         task.cancel()
     log.info("stopped")
