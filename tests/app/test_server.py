@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import socket
 import ssl
@@ -307,3 +308,34 @@ async def test_rate_limit_options_reach_the_server(tmp_path: Path) -> None:
             assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1008, "message rate exceeded")
     finally:
         server.stop()
+
+
+async def test_channels_endpoint_serves_chat(served: ServeProcess) -> None:
+    uri = f"wss://127.0.0.1:{served.port}/channels"
+    context = _client_context(served.ca_path())
+    async with (
+        peer_connect(uri, ssl=context, subprotocols=["wsskit.channels.v1"]) as alice,
+        peer_connect(uri, ssl=context, subprotocols=["wsskit.channels.v1"]) as bob,
+    ):
+        assert alice.subprotocol == "wsskit.channels.v1"
+        await alice.send(json.dumps({"id": 1, "cmd": "subscribe", "channel": "chat:lobby"}))
+        assert json.loads(await alice.recv())["id"] == 1
+        message = {"id": 1, "cmd": "publish", "channel": "chat:lobby", "data": {"text": "hi"}}
+        await bob.send(json.dumps(message))
+        reply = json.loads(await bob.recv())
+        assert "result" in reply, reply
+        # chat:* announces joins: alice first sees her own, then the publication.
+        join = json.loads(await alice.recv())
+        assert (join["push"], join["channel"]) == ("join", "chat:lobby")
+        push = json.loads(await alice.recv())
+        assert (push["push"], push["offset"], push["data"]) == ("pub", 1, {"text": "hi"})
+        # Channels outside chat:* are read-only for clients.
+        await bob.send(json.dumps({"id": 2, "cmd": "publish", "channel": "news", "data": 1}))
+        assert json.loads(await bob.recv())["error"]["code"] == 103
+    # Draining: channel sessions are told to reconnect (4001).
+    async with peer_connect(uri, ssl=context, subprotocols=["wsskit.channels.v1"]) as carol:
+        served.proc.send_signal(signal.SIGTERM)
+        with pytest.raises(PeerConnectionClosed) as closed:
+            await carol.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4001
+    assert served.stop() == 0
