@@ -3,7 +3,7 @@
 #   make test         set up and run the whole suite: lint, types, tests, coverage, conformance sample
 #   make lint         ruff and mypy --strict
 #   make conformance  the full Autobahn Testsuite, both roles (all 517 cases)
-#   make bench        side-by-side benchmark against python-websockets
+#   make bench        side-by-side benchmarks against websockets, aiohttp, picows (own venv: bench/.venv)
 #   make fuzz         fuzz the parsers (FUZZ_SECONDS=60; atheris if it installs, else Hypothesis)
 
 PYTHON ?= python3
@@ -51,9 +51,21 @@ conformance: venv
 	bash compliance/setup.sh
 	$(PY) compliance/run.py both
 
-bench: venv
-	$(PY) -m pip install --quiet -r bench/requirements.txt
-	$(PY) bench/run.py $(ARGS)
+# The benchmark has an environment of its own (bench/.venv): wsskit (editable) and
+# the peers of bench/requirements.txt. `make bench ARGS=--quick` for a short run.
+BENCH_VENV  ?= bench/.venv
+BENCH_PY    := $(BENCH_VENV)/bin/python
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): pyproject.toml bench/requirements.txt $(wildcard setup.py src/wsskit/*.c src/wsskit/*/*.c)
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "wsskit needs Python 3.10 or newer"'
+	test -x $(BENCH_PY) || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_PY) -m pip install --quiet --upgrade pip
+	$(BENCH_PY) -m pip install --quiet -e . -r bench/requirements.txt
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BENCH_PY) bench/run.py $(ARGS)
 
 FUZZ_SECONDS ?= 60
 fuzz: venv

@@ -1,14 +1,29 @@
 """Echo servers for the benchmark: one process, one implementation.
 
     python bench/servers.py --impl wsskit --transport wss --loop uvloop \
-        --cert server.pem --key server.key
+        --cert server.pem --key server.key [--compression deflate]
 
 Every server is set up the same way: binary and text messages echoed back
-as they came, compression off, keepalive pings off, a 2 MiB message limit,
-and for ``wss`` the one TLS context made by :func:`wsskit.tls.server_context`
-from the same certificate (so the cipher suite is the same for all). Once it
-listens the process prints ``PORT <number>`` on a line of its own and serves
-until it is terminated.
+as they came, keepalive pings off, the same 2 MiB message limit, a listen
+backlog of 1024, compression off unless ``--compression deflate`` (then each
+library's own permessage-deflate defaults), and for ``wss`` the one TLS
+context made by :func:`wsskit.tls.server_context` from the same certificate
+(so the cipher suite is the same for all). Each server keeps the set of its
+open connections, for counting and broadcasting.
+
+Once it listens the process prints ``PORT <number>`` on a line of its own.
+Then it reads commands on stdin, one per line, and answers on stdout:
+
+- ``COUNT``: ``COUNT <open connections>``;
+- ``BROADCAST <size>``: sends one binary message of ``size`` bytes to every
+  open connection with the library's broadcast (wsskit: ``broadcast`` when
+  the library has it, else a loop of ``send`` without waiting on each; see
+  bench/README.md) and answers ``SENT <t0> <t1> <connections> <how>``:
+  the wall clock in ns (CLOCK_REALTIME) just before the call and once it
+  returned.
+
+It exits at the end of stdin (when bench/run.py goes away), on SIGTERM, or
+after ``--lifetime`` seconds, whichever comes first.
 """
 
 from __future__ import annotations
@@ -16,99 +31,243 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
+import inspect
+import os
 import ssl
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
+from common import HOST, MAX_SIZE, raise_nofile, wall_ns
+
 IMPLEMENTATIONS = ("wsskit", "websockets", "aiohttp", "picows")
-HOST = "127.0.0.1"
-MAX_SIZE = 2**21
+DEFLATE_IMPLEMENTATIONS = ("wsskit", "websockets", "aiohttp")  # picows has no permessage-deflate
+BROADCAST_IMPLEMENTATIONS = ("wsskit", "websockets", "picows")
+BACKLOG = 1024
 
-Starter = Callable[[ssl.SSLContext | None, int], Awaitable[int]]
+Broadcaster = Callable[[bytes], "Awaitable[None] | None"]
 
 
-async def _start_wsskit(context: ssl.SSLContext | None, max_size: int) -> int:
-    try:
-        from wsskit import serve  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        from wsskit.asyncio import serve
+class Server:
+    """What a started server leaves behind: its port, its connections, how it broadcasts."""
+
+    def __init__(self) -> None:
+        self.connections: set[Any] = set()
+        self.port = 0
+        self.broadcast: Broadcaster | None = None
+        self.broadcast_how = "none"
+        self.keep: list[object] = []  # servers stay referenced for the life of the process
+
+
+Starter = Callable[[Server, "ssl.SSLContext | None", bool, int], Awaitable[None]]
+
+
+# -- wsskit ------------------------------------------------------------------------
+
+
+def _wsskit_broadcast_function() -> tuple[Callable[..., Any] | None, str]:
+    for module in ("wsskit.asyncio", "wsskit"):
+        function = getattr(importlib.import_module(module), "broadcast", None)
+        if callable(function):
+            return function, f"{module}.broadcast"
+    return None, "send-loop"
+
+
+async def _step_on(coroutine: Generator[Any, Any, Any], waiting_on: Any) -> None:
+    # Drive a coroutine that was started by hand from where it stopped, as a
+    # task would: feed it what it waited for until it finishes.
+    while True:
+        try:
+            value = await waiting_on
+        except BaseException as exc:
+            try:
+                waiting_on = coroutine.throw(exc)
+            except (StopIteration, Exception):
+                return
+        else:
+            try:
+                waiting_on = coroutine.send(value)
+            except (StopIteration, Exception):
+                return
+
+
+_pending: set[asyncio.Future[None]] = set()  # tasks stay referenced until done
+
+
+def _send_without_waiting(connections: set[Any], message: bytes) -> None:
+    """The stand-in for ``wsskit.asyncio.broadcast`` until wsskit has one.
+
+    ``send`` is a coroutine that frames and writes the message at once and
+    only waits when the connection's write buffer is full. Stepping each
+    coroutine once writes to every connection in one pass, without a task
+    per connection; one that has to wait goes on in a task of its own.
+    Each connection frames the message itself (no framing once for all).
+    """
+    for connection in list(connections):
+        coroutine = connection.send(message)
+        try:
+            waiting_on = coroutine.send(None)
+        except StopIteration:
+            continue
+        except Exception:  # closed meanwhile, as websockets' broadcast() skips it
+            continue
+        task = asyncio.ensure_future(_step_on(coroutine, waiting_on))
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
+
+
+async def _start_wsskit(server: Server, context: ssl.SSLContext | None, deflate: bool, max_size: int) -> None:
+    from wsskit.asyncio import serve
+
+    connections = server.connections
 
     async def echo(ws: Any) -> None:
-        async for message in ws:
-            await ws.send(message)
+        connections.add(ws)
+        try:
+            async for message in ws:
+                await ws.send(message)
+        finally:
+            connections.discard(ws)
 
-    server = await serve(echo, HOST, 0, ssl=context, compression=None, ping_interval=None, max_size=max_size)
-    _keep.append(server)
-    port: int = server.sockets[0].getsockname()[1]
-    return port
+    listening = await serve(
+        echo,
+        HOST,
+        0,
+        ssl=context,
+        compression="deflate" if deflate else None,
+        ping_interval=None,
+        max_size=max_size,
+        backlog=BACKLOG,
+    )
+    server.keep.append(listening)
+    server.port = listening.sockets[0].getsockname()[1]
+    function, how = _wsskit_broadcast_function()
+    server.broadcast_how = how
+    if function is None:
+        server.broadcast = lambda message: _send_without_waiting(connections, message)
+    else:
+        server.broadcast = lambda message: function(connections, message)
 
 
-async def _start_websockets(context: ssl.SSLContext | None, max_size: int) -> int:
-    from websockets.asyncio.server import ServerConnection, serve
+# -- websockets --------------------------------------------------------------------
+
+
+async def _start_websockets(
+    server: Server, context: ssl.SSLContext | None, deflate: bool, max_size: int
+) -> None:
+    from websockets.asyncio.server import ServerConnection, broadcast, serve
+
+    connections = server.connections
 
     async def echo(ws: ServerConnection) -> None:
-        async for message in ws:
-            await ws.send(message)
+        connections.add(ws)
+        try:
+            async for message in ws:
+                await ws.send(message)
+        finally:
+            connections.discard(ws)
 
-    server = await serve(echo, HOST, 0, ssl=context, compression=None, ping_interval=None, max_size=max_size)
-    _keep.append(server)
-    port: int = next(iter(server.sockets)).getsockname()[1]
-    return port
+    listening = await serve(
+        echo,
+        HOST,
+        0,
+        ssl=context,
+        compression="deflate" if deflate else None,
+        ping_interval=None,
+        max_size=max_size,
+        backlog=BACKLOG,
+    )
+    server.keep.append(listening)
+    server.port = next(iter(listening.sockets)).getsockname()[1]
+    server.broadcast = lambda message: broadcast(connections, message)
+    server.broadcast_how = "websockets.asyncio.server.broadcast"
 
 
-async def _start_aiohttp(context: ssl.SSLContext | None, max_size: int) -> int:
+# -- aiohttp -----------------------------------------------------------------------
+
+
+async def _start_aiohttp(
+    server: Server, context: ssl.SSLContext | None, deflate: bool, max_size: int
+) -> None:
     from aiohttp import WSMsgType, web
 
+    connections = server.connections
+
     async def echo(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(compress=False, heartbeat=None, max_msg_size=max_size)
+        # compress=True is aiohttp's default (15-bit window); False turns it off.
+        ws = web.WebSocketResponse(compress=deflate, heartbeat=None, max_msg_size=max_size)
         await ws.prepare(request)
-        async for message in ws:
-            if message.type is WSMsgType.BINARY:
-                await ws.send_bytes(message.data)
-            elif message.type is WSMsgType.TEXT:
-                await ws.send_str(message.data)
+        connections.add(ws)
+        try:
+            async for message in ws:
+                if message.type is WSMsgType.BINARY:
+                    await ws.send_bytes(message.data)
+                elif message.type is WSMsgType.TEXT:
+                    await ws.send_str(message.data)
+        finally:
+            connections.discard(ws)
         return ws
 
     app = web.Application()
     app.router.add_get("/", echo)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, HOST, 0, ssl_context=context)
+    site = web.TCPSite(runner, HOST, 0, ssl_context=context, backlog=BACKLOG)
     await site.start()
-    _keep.append(runner)
-    port: int = runner.addresses[0][1]
-    return port
+    server.keep.append(runner)
+    server.port = runner.addresses[0][1]
 
 
-async def _start_picows(context: ssl.SSLContext | None, max_size: int) -> int:
+# -- picows ------------------------------------------------------------------------
+
+
+async def _start_picows(server: Server, context: ssl.SSLContext | None, deflate: bool, max_size: int) -> None:
     from picows import WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest, ws_create_server
 
+    if deflate:
+        raise SystemExit("picows has no permessage-deflate")
+    connections = server.connections
+
     class Echo(WSListener):  # type: ignore[misc,unused-ignore]
+        def on_ws_connected(self, transport: WSTransport) -> None:
+            connections.add(transport)
+
+        def on_ws_disconnected(self, transport: WSTransport) -> None:
+            connections.discard(transport)
+
         def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
             if frame.msg_type is WSMsgType.CLOSE:
                 transport.send_close(frame.get_close_code(), frame.get_close_message())
                 transport.disconnect()
             elif frame.msg_type is not WSMsgType.PING and frame.msg_type is not WSMsgType.PONG:
                 # picows hands over frames, not messages: echoing each frame as
-                # it came echoes every message (the benchmark client never
-                # fragments, so this is one frame per message).
+                # it came echoes every message (the benchmark clients never
+                # fragment, so this is one frame per message).
                 transport.send(frame.msg_type, frame.get_payload_as_memoryview(), frame.fin)
 
     def listener(request: WSUpgradeRequest) -> WSListener:
         return Echo()
 
-    server = await ws_create_server(
+    listening = await ws_create_server(
         listener,
         HOST,
         0,
         ssl=context,
         enable_auto_ping=False,
         max_frame_size=max_size,
+        backlog=BACKLOG,
     )
-    _keep.append(server)
-    port: int = server.sockets[0].getsockname()[1]
-    return port
+    server.keep.append(listening)
+    server.port = listening.sockets[0].getsockname()[1]
+
+    def broadcast(message: bytes) -> None:
+        # picows has no broadcast helper: a loop of sends (each frames in C).
+        for transport in list(connections):
+            transport.send(WSMsgType.BINARY, message)
+
+    server.broadcast = broadcast
+    server.broadcast_how = "picows-send-loop"
 
 
 STARTERS: dict[str, Starter] = {
@@ -118,8 +277,67 @@ STARTERS: dict[str, Starter] = {
     "picows": _start_picows,
 }
 
-# Servers stay referenced for the life of the process.
-_keep: list[object] = []
+
+# -- commands on stdin ---------------------------------------------------------------
+
+
+class _Commands:
+    """Reads command lines from stdin on the event loop and answers them."""
+
+    def __init__(self, server: Server, done: asyncio.Future[None]) -> None:
+        self.server = server
+        self.done = done
+        self.buffer = b""
+        self.busy: asyncio.Task[None] | None = None
+        self.pending: list[str] = []
+
+    def on_readable(self) -> None:
+        try:
+            chunk = os.read(0, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            if not self.done.done():
+                self.done.set_result(None)
+            return
+        self.buffer += chunk
+        *lines, self.buffer = self.buffer.split(b"\n")
+        self.pending += [line.decode().strip() for line in lines if line.strip()]
+        self._next()
+
+    def _next(self) -> None:
+        if self.busy is None and self.pending:
+            self.busy = asyncio.ensure_future(self._run(self.pending.pop(0)))
+
+    async def _run(self, line: str) -> None:
+        try:
+            await self._answer(line)
+        finally:
+            self.busy = None
+            self._next()
+
+    async def _answer(self, line: str) -> None:
+        words = line.split()
+        if words[0] == "COUNT":
+            _say(f"COUNT {len(self.server.connections)}")
+        elif words[0] == "BROADCAST" and self.server.broadcast is not None:
+            message = os.urandom(int(words[1]) if len(words) > 1 else 1024)
+            count = len(self.server.connections)
+            t0 = wall_ns()
+            result = self.server.broadcast(message)
+            if inspect.isawaitable(result):
+                await result
+            t1 = wall_ns()
+            _say(f"SENT {t0} {t1} {count} {self.server.broadcast_how}")
+        else:
+            _say(f"ERROR {line}")
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
@@ -130,20 +348,32 @@ def tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     return server_context(cert, key)
 
 
-async def _main(impl: str, context: ssl.SSLContext | None, max_size: int) -> None:
-    port = await STARTERS[impl](context, max_size)
-    sys.stdout.write(f"PORT {port}\n")
-    sys.stdout.flush()
-    await asyncio.Event().wait()
+async def _main(args: argparse.Namespace, context: ssl.SSLContext | None) -> None:
+    server = Server()
+    await STARTERS[args.impl](server, context, args.compression == "deflate", args.max_size)
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    commands = _Commands(server, done)
+    os.set_blocking(0, False)
+    loop.add_reader(0, commands.on_readable)
+
+    def end() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.call_later(args.lifetime, end)
+    _say(f"PORT {server.port}")
+    await done
+    loop.remove_reader(0)
 
 
-def run(impl: str, loop: str, context: ssl.SSLContext | None, max_size: int) -> None:
-    if loop == "uvloop":
+def run(args: argparse.Namespace, context: ssl.SSLContext | None) -> None:
+    if args.loop == "uvloop":
         import uvloop
 
-        uvloop.run(_main(impl, context, max_size))
+        uvloop.run(_main(args, context))
     else:
-        asyncio.run(_main(impl, context, max_size))
+        asyncio.run(_main(args, context))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -153,15 +383,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--impl", choices=IMPLEMENTATIONS, required=True)
     parser.add_argument("--transport", choices=("ws", "wss"), default="ws")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument("--compression", choices=("off", "deflate"), default="off")
     parser.add_argument("--cert", help="server certificate (PEM), needed for wss")
     parser.add_argument("--key", help="server private key (PEM), needed for wss")
     parser.add_argument("--max-size", type=int, default=MAX_SIZE)
+    parser.add_argument("--lifetime", type=float, default=900.0, help="exit after this many seconds")
     args = parser.parse_args(argv)
     if args.transport == "wss" and not (args.cert and args.key):
         parser.error("wss needs --cert and --key")
+    raise_nofile()
     context = tls_context(args.cert, args.key) if args.transport == "wss" else None
     with contextlib.suppress(KeyboardInterrupt):
-        run(args.impl, args.loop, context, args.max_size)
+        run(args, context)
 
 
 if __name__ == "__main__":
