@@ -226,6 +226,10 @@ def backplane_from_url(url: str) -> Backplane:
         from .memory import MemoryBackplane
 
         return MemoryBackplane()
-    if scheme in {"redis", "rediss", "nats", "tls"}:
+    if scheme in {"redis", "rediss"}:
+        from .redis import RedisBackplane
+
+        return RedisBackplane(url)
+    if scheme in {"nats", "tls"}:
         raise ValueError(f"the {scheme}:// backplane is not implemented yet")
     raise ValueError(f"unknown backplane URL {url!r}: use memory://, redis:// or nats://")
