@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib.resources
 import ipaddress
 import logging
 import signal
@@ -55,6 +56,32 @@ def _text(status: int, body: str) -> Reject:
     return Reject(status, headers, body.encode("utf-8"))
 
 
+#: Files served over plain HTTP: path -> (file in wsskit/app/web, content type).
+STATIC: dict[str, tuple[str, str]] = {
+    "/wsskit.js": ("wsskit.js", "text/javascript; charset=utf-8"),
+}
+
+
+@functools.cache
+def _web_file(name: str) -> bytes:
+    return (importlib.resources.files("wsskit.app") / "web" / name).read_bytes()
+
+
+def _static(request: Request, name: str, content_type: str) -> Reject:
+    body = _web_file(name)
+    headers = Headers(
+        [
+            ("Content-Type", content_type),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Cache-Control", "no-cache"),
+        ]
+    )
+    if request.method == "HEAD":
+        headers["Content-Length"] = str(len(body))
+        body = b""
+    return Reject(200, headers, body)
+
+
 def default_namespaces() -> list[Namespace]:
     """The channel namespaces of ``wsskit serve``: ``chat:*`` open to all, the rest read-only.
 
@@ -88,6 +115,8 @@ class App:
 
     def route(self, connection: Connection, request: Request) -> Reject | None:
         """``process_request``: plain HTTP answers before any upgrade."""
+        if request.path in STATIC and request.method in ("GET", "HEAD") and not request.is_upgrade:
+            return _static(request, *STATIC[request.path])
         # 404 for unknown paths first, so a browser or a probe learns the
         # path is wrong before it learns to upgrade.
         if request.path not in self.routes:
