@@ -69,6 +69,8 @@ def _web_file(name: str) -> bytes:
 
 def _static(request: Request, name: str, content_type: str) -> Reject:
     body = _web_file(name)
+    # A Reject is how the server answers plain HTTP; its Content-Length
+    # follows the body.
     headers = Headers(
         [
             ("Content-Type", content_type),
@@ -76,9 +78,6 @@ def _static(request: Request, name: str, content_type: str) -> Reject:
             ("Cache-Control", "no-cache"),
         ]
     )
-    if request.method == "HEAD":
-        headers["Content-Length"] = str(len(body))
-        body = b""
     return Reject(200, headers, body)
 
 
@@ -115,7 +114,7 @@ class App:
 
     def route(self, connection: Connection, request: Request) -> Reject | None:
         """``process_request``: plain HTTP answers before any upgrade."""
-        if request.path in STATIC and request.method in ("GET", "HEAD") and not request.is_upgrade:
+        if request.path in STATIC and request.method == "GET" and not request.is_upgrade:
             return _static(request, *STATIC[request.path])
         # 404 for unknown paths first, so a browser or a probe learns the
         # path is wrong before it learns to upgrade.
