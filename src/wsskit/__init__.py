@@ -16,8 +16,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import tls
+from . import sync, tls
 from .asyncio import ClientConnection, Connection, Server, ServerConnection, connect, serve
+from .browser import WebSocket
 from .exceptions import (
     ConnectionClosed,
     ConnectionClosedError,
@@ -44,6 +45,8 @@ __all__ = [
     "__version__",
     "connect",
     "serve",
+    "WebSocket",
+    "sync",
     "Server",
     "Connection",
     "ClientConnection",

@@ -1,0 +1,29 @@
+"""Fixtures for the thread-backed front ends: a throwaway CA and its TLS contexts."""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+
+from wsskit import tls
+from wsskit.certs import DevCertificates, ensure_dev_certificates
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> DevCertificates:
+    """The dev CA and its leaf for localhost / 127.0.0.1 / ::1, made once per run in a temp folder."""
+    paths, _ = ensure_dev_certificates(tmp_path_factory.mktemp("certs"))
+    return paths
+
+
+@pytest.fixture(scope="session")
+def server_ssl(certificates: DevCertificates) -> ssl.SSLContext:
+    """A server context holding the test leaf (wsskit.tls's Mozilla profile)."""
+    return tls.server_context(certificates.cert, certificates.key)
+
+
+@pytest.fixture(scope="session")
+def client_ssl(certificates: DevCertificates) -> ssl.SSLContext:
+    """A verifying client context that trusts the test CA only."""
+    return tls.client_context(cafile=certificates.ca_cert)
