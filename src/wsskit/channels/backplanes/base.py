@@ -21,8 +21,8 @@ implementation:
   publication made after that is delivered to the callback.
 - Failures of the broker raise :class:`~wsskit.exceptions.BackplaneError`.
 
-Implementations: ``memory://`` (:mod:`wsskit.channels.backplanes.memory`); Redis and NATS
-later, chosen by :func:`backplane_from_url`.
+Implementations, chosen by :func:`backplane_from_url`: ``memory://``
+(:mod:`.memory`), ``redis://`` (:mod:`.redis`) and ``nats://`` (:mod:`.nats`).
 """
 
 from __future__ import annotations
@@ -216,10 +216,11 @@ class Backplane(abc.ABC):
 
 
 def backplane_from_url(url: str) -> Backplane:
-    """Make the backplane ``url`` names: ``memory://`` for now.
+    """Make the backplane ``url`` names: ``memory://``, ``redis://`` /
+    ``rediss://`` (needs the ``redis`` extra) or ``nats://`` / ``tls://``
+    (needs the ``nats`` extra).
 
-    Raises :class:`ValueError` for a scheme wsskit does not know, or one not
-    implemented yet (``redis://``, ``nats://``).
+    Raises :class:`ValueError` for a scheme wsskit does not know.
     """
     scheme = urlsplit(url).scheme.lower()
     if scheme == "memory":
@@ -231,5 +232,7 @@ def backplane_from_url(url: str) -> Backplane:
 
         return RedisBackplane(url)
     if scheme in {"nats", "tls"}:
-        raise ValueError(f"the {scheme}:// backplane is not implemented yet")
+        from .nats import NatsBackplane
+
+        return NatsBackplane(url)
     raise ValueError(f"unknown backplane URL {url!r}: use memory://, redis:// or nats://")
