@@ -6,9 +6,11 @@ import argparse
 import asyncio
 import logging
 import math
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 
@@ -74,9 +76,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"wsskit {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run a wss:// server with an echo endpoint at /echo")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8443, help="port to listen on (default 8443)")
+    # No defaults here: an option left out keeps the config file's value, or
+    # ServeConfig's default (the values the help texts quote).
+    serve = commands.add_parser(
+        "serve",
+        help="run a wss:// server with an echo endpoint at /echo",
+        argument_default=argparse.SUPPRESS,
+    )
+    serve.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="a TOML file with these settings and more (namespaces, auth, API tokens); options override it",
+    )
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8443)")
     serve.add_argument(
         "--cert", type=Path, help="certificate chain (PEM); default: the local dev certificate"
     )
@@ -85,13 +99,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--profile",
         choices=("intermediate", "modern"),
-        default="intermediate",
         help="Mozilla TLS profile (default intermediate)",
     )
     serve.add_argument(
         "--max-size",
         type=_size,
-        default=2**20,
         help="largest message accepted, e.g. 1MiB (default) or 'none'",
     )
     serve.add_argument(
@@ -103,62 +115,60 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--client-cert",
         choices=("required", "optional"),
-        default="required",
         help="with --client-ca: whether clients must show a certificate (default required)",
     )
     serve.add_argument(
         "--allow-origin",
         action="append",
-        default=[],
         metavar="ORIGIN",
         help="also accept WebSocket requests from this browser origin (repeatable; its own is allowed)",
     )
     serve.add_argument(
         "--backplane",
-        default="memory://",
         metavar="URL",
         help="where channels live: memory:// (default, this process), redis://HOST:PORT, nats://HOST:PORT",
+    )
+    serve.add_argument(
+        "--api-token",
+        action="append",
+        metavar="TOKEN",
+        help="enable POST /api/publish for this bearer token (repeatable; or $WSSKIT_API_TOKEN, "
+        "comma-separated); at least 16 characters",
     )
     limits = serve.add_argument_group("rate limits (0 turns a rate limit off)")
     limits.add_argument(
         "--connection-rate",
         type=_rate,
-        default=50.0,
         metavar="N",
         help="new connections per second from one IP, bursts of 2N (default 50); over it: 429",
     )
     limits.add_argument(
         "--max-connections-per-ip",
         type=_count,
-        default=1000,
         metavar="N",
         help="connections open at once from one IP (default 1000); over it: 503",
     )
     limits.add_argument(
         "--max-connections",
         type=_count,
-        default=10_000,
         metavar="N",
         help="connections open at once in total (default 10000); over it: 503",
     )
     limits.add_argument(
         "--message-rate",
         type=_rate,
-        default=1000.0,
         metavar="N",
         help="messages per second one connection may send (default 1000); over it: close 1008",
     )
     limits.add_argument(
         "--byte-rate",
         type=_size,
-        default=16 * 2**20,
         metavar="SIZE",
         help="bytes per second one connection may send, e.g. 16MiB (default) or 'none'; over it: close 1008",
     )
     limits.add_argument(
         "--ping-rate",
         type=_rate,
-        default=10.0,
         metavar="N",
         help="Pings answered per second per connection (default 10); more get no Pong",
     )
@@ -180,35 +190,66 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from .app import ServeConfig, run
+# serve's options and the ServeConfig fields they set.
+_SERVE_OPTIONS = {
+    "host": "host",
+    "port": "port",
+    "cert": "certfile",
+    "key": "keyfile",
+    "profile": "profile",
+    "max_size": "max_size",
+    "cert_dir": "cert_dir",
+    "client_ca": "client_ca",
+    "client_cert": "client_cert",
+    "connection_rate": "connection_rate",
+    "max_connections_per_ip": "max_connections_per_ip",
+    "max_connections": "max_connections",
+    "message_rate": "message_rate",
+    "ping_rate": "ping_rate",
+    "backplane": "backplane",
+}
 
-    if args.key is not None and args.cert is None:
-        print("wsskit: error: --key needs --cert", file=sys.stderr)
+
+def _serve_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
+    """The ServeConfig of ``wsskit serve``: the config file, then the environment, then the options.
+
+    Raises ValueError (ConfigError) for a bad file or a bad combination.
+    """
+    from .app import ServeConfig
+    from .app.settings import API_TOKEN_ENV, api_access, load_file, merge
+
+    given = vars(args)
+    file_values = load_file(given["config"], environ) if "config" in given else {}
+    overrides: dict[str, Any] = {
+        field: given[option] for option, field in _SERVE_OPTIONS.items() if option in given
+    }
+    if given.get("no_tls"):
+        overrides["tls"] = False
+    if "allow_origin" in given:
+        overrides["origins"] = tuple(given["allow_origin"])
+    if "byte_rate" in given:
+        overrides["byte_rate"] = given["byte_rate"] or 0
+    # API tokens: the options, else the environment, else the file.
+    tokens = given.get("api_token") or environ.get(API_TOKEN_ENV, "").split(",")
+    access = api_access(token.strip() for token in tokens)
+    if access is not None:
+        overrides["api"] = access
+    values = merge(file_values, overrides)
+    if values.get("keyfile") is not None and values.get("certfile") is None:
+        raise ValueError("--key needs --cert")
+    if values.get("tls") is False and values.get("certfile") is not None:
+        raise ValueError("--no-tls and --cert exclude each other")
+    return ServeConfig(**values)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .app import run
+
+    try:
+        config = _serve_config(args, os.environ)
+    except ValueError as exc:
+        print(f"wsskit: error: {exc}", file=sys.stderr)
         return 2
-    if args.no_tls and args.cert is not None:
-        print("wsskit: error: --no-tls and --cert exclude each other", file=sys.stderr)
-        return 2
-    config = ServeConfig(
-        host=args.host,
-        port=args.port,
-        tls=not args.no_tls,
-        certfile=args.cert,
-        keyfile=args.key,
-        max_size=args.max_size,
-        cert_dir=args.cert_dir,
-        profile=args.profile,
-        origins=tuple(args.allow_origin),
-        client_ca=args.client_ca,
-        client_cert=args.client_cert,
-        connection_rate=args.connection_rate,
-        max_connections_per_ip=args.max_connections_per_ip,
-        max_connections=args.max_connections,
-        message_rate=args.message_rate,
-        byte_rate=args.byte_rate or 0,
-        ping_rate=args.ping_rate,
-        backplane=args.backplane,
-    )
     try:
         asyncio.run(run(config))
     except ValueError as exc:  # a malformed --allow-origin or --backplane

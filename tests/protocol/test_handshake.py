@@ -1046,3 +1046,63 @@ def test_our_client_against_websockets_server() -> None:
     assert accept.subprotocol == "chat"
     assert engine is not None
     assert accept.extensions[0].startswith("permessage-deflate")
+
+
+# -- the small body of a plain POST -------------------------------------------------------------------
+
+POST_HEAD = b"POST /api/publish HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n"
+
+
+def test_post_body_is_read_in_full_before_the_request() -> None:
+    data = POST_HEAD + b'{"a": true}'
+    for split in range(len(data) + 1):
+        server = ServerHandshake(limits=LIMITS)
+        server.receive_data(data[:split])
+        if split < len(data):
+            assert server.next_request() is None
+            server.receive_data(data[split:])
+        request = server.next_request()
+        assert request is not None
+        assert (request.method, request.body, server.leftover) == ("POST", b'{"a": true}', b"")
+        assert request.error is not None and request.error.status == 405
+
+
+def test_bytes_after_the_body_are_not_part_of_it() -> None:
+    pipelined = b"GET /other HTTP/1.1\r\nHost: h\r\n\r\n"
+    server = server_for(POST_HEAD + b"0123456789A" + pipelined)
+    request = server.next_request()
+    assert request is not None and request.body == b"0123456789A"
+    assert server.leftover == pipelined
+    # Never a second request: the same one comes back.
+    assert server.next_request() is request
+
+
+def test_oversized_post_is_refused_from_the_head_alone() -> None:
+    server = server_for(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 70000\r\n\r\n")
+    with pytest.raises(InvalidHandshake) as info:
+        server.next_request()
+    assert info.value.status == 413
+    status, _, body = _parse_error_response(ServerHandshake.error_response(info.value))
+    assert status == 413 and b"larger than 65536" in body
+
+
+def test_post_without_length_gets_411() -> None:
+    server = server_for(b"POST / HTTP/1.1\r\nHost: h\r\n\r\n")
+    with pytest.raises(InvalidHandshake) as info:
+        server.next_request()
+    assert info.value.status == 411
+
+
+def test_core_closes_after_answering_a_pipelined_post() -> None:
+    from wsskit.protocol.connection import ServerConnection
+
+    core = ServerConnection()
+    core.receive_data(POST_HEAD + b"0123456789A" + b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    (request,) = core.events_received()
+    assert isinstance(request, Request) and request.body == b"0123456789A"
+    core.send(Reject(200, Headers(), b"ok"))
+    out = b"".join(core.data_to_send())
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n") and out.count(b"HTTP/1.1") == 1
+    assert core.close_transport
+    core.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert core.events_received() == []

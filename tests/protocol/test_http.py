@@ -571,3 +571,62 @@ def test_head_size_limit_on_a_response_is_a_plain_error() -> None:
     with pytest.raises(InvalidHandshake, match="header section too large") as info:
         parse_response_head(response, limits)
     assert info.value.status == 400
+
+
+# -- parse_request_head: the small body of a plain POST ---------------------------------------------
+
+
+def post_with(*lines: bytes) -> bytes:
+    return request_with(*lines, start=b"POST /api/publish HTTP/1.1")
+
+
+@pytest.mark.parametrize(("length", "expected"), [(b"5", 5), (b"0", 0), (b"007", 7), (b"65536", 65536)])
+def test_post_body_length_is_reported(length: bytes, expected: int) -> None:
+    data = post_with(b"Content-Length: " + length)
+    result = parse_request_head(data + b"x" * expected, LIMITS)
+    assert result is not None
+    head, end = result
+    assert (head.method, head.content_length) == ("POST", expected)
+    assert end == len(data)  # the head only: the body is the caller's to read
+
+
+def test_get_head_has_no_body_length() -> None:
+    result = parse_request_head(request_with(b"Content-Length: 0"), LIMITS)
+    assert result is not None and result[0].content_length == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "match"),
+    [
+        (post_with(), 411, "without Content-Length"),
+        (post_with(b"Content-Length: 65537"), 413, "larger than 65536"),
+        (post_with(b"Content-Length: " + b"9" * 40), 413, "larger than"),
+        (post_with(b"Transfer-Encoding: chunked"), 400, "Transfer-Encoding"),
+        (post_with(b"Content-Length: 3", b"Transfer-Encoding: chunked"), 400, "Transfer-Encoding"),
+        (post_with(b"Content-Length: 3", b"Content-Length: 3"), 400, "more than one"),
+        (post_with(b"Content-Length: 3, 3"), 400, "more than one"),
+        (post_with(b"Content-Length: +3"), 400, "invalid Content-Length"),
+        (post_with(b"Content-Length: 0x10"), 400, "invalid Content-Length"),
+        (post_with(b"Content-Length: 3", b"Upgrade: websocket"), 400, "body"),
+        (request_with(b"Content-Length: 3", start=b"PUT / HTTP/1.1"), 400, "body"),
+        (request_with(b"Content-Length: 3", start=b"DELETE / HTTP/1.1"), 400, "body"),
+    ],
+)
+def test_post_body_refusals(data: bytes, status: int, match: str) -> None:
+    with pytest.raises(InvalidHandshake, match=match) as info:
+        parse_request_head(data, LIMITS)
+    assert info.value.status == status
+
+
+def test_request_body_limit_is_configurable() -> None:
+    limits = Limits(max_request_body=10)
+    assert parse_request_head(post_with(b"Content-Length: 10"), limits) is not None
+    with pytest.raises(InvalidHandshake) as info:
+        parse_request_head(post_with(b"Content-Length: 11"), limits)
+    assert info.value.status == 413
+
+
+def test_post_with_upgrade_and_no_length_is_left_to_the_handshake() -> None:
+    # A POST that asks for an upgrade is a wrong upgrade (405 later), not a missing length.
+    result = parse_request_head(post_with(b"Upgrade: websocket"), LIMITS)
+    assert result is not None and result[0].content_length == 0

@@ -1,9 +1,15 @@
-"""Settings of ``wsskit serve``, gathered from the command line."""
+"""Settings of ``wsskit serve``, gathered from the command line and the config file."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..channels.namespaces import Namespace
+    from ..guards.auth import AuthChain
+    from .settings import ApiAccess
 
 __all__ = ["ServeConfig", "DEFAULT_PORT"]
 
@@ -44,6 +50,14 @@ class ServeConfig:
     ping_rate: float = 10.0
     #: Where channels live: ``memory://`` (one process), ``redis://...``, ``nats://...``.
     backplane: str = "memory://"
+    #: Channel namespaces; None: :func:`~wsskit.app.server.default_namespaces`.
+    namespaces: tuple[Namespace, ...] | None = None
+    #: The key (32 bytes or more) that verifies channel tokens ("token" permissions).
+    token_key: bytes | None = field(default=None, repr=False)
+    #: Who authenticates WebSocket clients (every endpoint); None: nobody is asked.
+    auth: AuthChain | None = None
+    #: Who may use ``POST /api/publish``; None: the endpoint is off (404).
+    api: ApiAccess | None = None
 
     @property
     def scheme(self) -> str:

@@ -20,12 +20,14 @@ from ..certs import ensure_dev_certificates
 from ..channels.backplanes.base import backplane_from_url
 from ..channels.hub import Hub
 from ..channels.namespaces import Namespace
+from ..guards.auth import AuthGuard
 from ..guards.origin import OriginPolicy
 from ..guards.ratelimit import ConnectionRateLimiter, MessageRateLimiter, PingFloodGuard
 from ..protocol.events import Reject, Request
 from ..protocol.handshake import error_reject
 from ..protocol.headers import Headers
 from ..reload import CertificateReloader
+from .api import PUBLISH_PATH, PublishAPI
 from .config import ServeConfig
 
 __all__ = ["App", "run", "start", "ROUTES", "default_namespaces"]
@@ -111,11 +113,18 @@ class App:
         self.hub = hub
         self.routes: dict[str, Handler] = {**ROUTES, "/channels": hub.handler}
         self.server: Server | None = None
+        self.origins = OriginPolicy.for_server(
+            config.scheme, config.host, config.port, allowed=config.origins, allow_missing=True
+        )
+        #: ``POST /api/publish``, when API tokens are configured.
+        self.api = None if config.api is None else PublishAPI(hub, config.api, self.origins)
 
-    def route(self, connection: Connection, request: Request) -> Reject | None:
+    async def route(self, connection: Connection, request: Request) -> Reject | None:
         """``process_request``: plain HTTP answers before any upgrade."""
         if request.path in STATIC and request.method == "GET" and not request.is_upgrade:
             return _static(request, *STATIC[request.path])
+        if request.path == PUBLISH_PATH and self.api is not None:
+            return await self.api(request)
         # 404 for unknown paths first, so a browser or a probe learns the
         # path is wrong before it learns to upgrade.
         if request.path not in self.routes:
@@ -242,7 +251,8 @@ async def start(config: ServeConfig) -> App:
     Raises :class:`ValueError` for an unknown backplane URL and
     :class:`~wsskit.exceptions.BackplaneError` when the broker is unreachable.
     """
-    hub = Hub(backplane_from_url(config.backplane), default_namespaces())
+    namespaces = default_namespaces() if config.namespaces is None else list(config.namespaces)
+    hub = Hub(backplane_from_url(config.backplane), namespaces, token_key=config.token_key)
     await hub.start()
     app = App(config, hub)
     context, trust_lines = _ssl_context(config)
@@ -254,9 +264,11 @@ async def start(config: ServeConfig) -> App:
     # RFC 6455 §10.2: browsers send Origin; a page elsewhere must not open
     # sockets with the user's cookies (Cross-Site WebSocket Hijacking). The
     # server's own origin is allowed; clients without Origin are not browsers.
-    origins = OriginPolicy.for_server(
-        config.scheme, config.host, config.port, allowed=config.origins, allow_missing=True
-    )
+    origins = app.origins
+    # The auth guard checks the Origin first, then asks the chain.
+    guard: Any = origins if config.auth is None else AuthGuard(config.auth, origin_policy=origins)
+    if config.api is not None and not config.tls and not _is_loopback(config.host):
+        log.warning("POST %s over plain HTTP: API tokens cross the network unencrypted", PUBLISH_PATH)
     app.server = await serve(
         app.dispatch,
         config.host,
@@ -265,10 +277,14 @@ async def start(config: ServeConfig) -> App:
         max_size=config.max_size,
         process_request=app.route,
         select_subprotocol=app.select_subprotocol,
-        guards=[origins],
+        guards=[guard],
         **_rate_limits(config),
     )
     log.info("serving %s (echo at /echo, channels at /channels over %s)", config.url(), config.backplane)
+    if config.auth is not None:
+        log.info("WebSocket clients authenticate (%s)", "required" if config.auth.required else "optional")
+    if config.api is not None:
+        log.info("publish API at POST %s (%d token subjects)", PUBLISH_PATH, len(config.api.namespaces))
     for line in trust_lines:
         log.info("%s", line)
     return app

@@ -34,6 +34,8 @@ class Request:
     When the request is not a valid WebSocket upgrade (a plain GET, a POST, a
     wrong version), ``error`` says why and carries the HTTP status to answer
     with; the server may still answer it as plain HTTP (a page, a health check).
+    ``body`` is the body of a plain ``POST`` (see :mod:`wsskit.protocol.http`),
+    read in full before the Request is emitted; it is empty for any other request.
     """
 
     target: str
@@ -42,6 +44,7 @@ class Request:
     extensions: tuple[str, ...] = ()
     method: str = "GET"
     error: InvalidHandshake | None = None
+    body: bytes = b""
 
     @property
     def is_upgrade(self) -> bool:

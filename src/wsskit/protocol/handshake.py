@@ -107,6 +107,8 @@ class ServerHandshake:
         "_compression",
         "_consumed",
         "_error",
+        "_head",
+        "_head_end",
         "_limits",
         "_request",
         "_scanner",
@@ -117,6 +119,8 @@ class ServerHandshake:
         self._compression = compression
         self._buffer = bytearray()
         self._scanner = HeadScanner(limits, request=True)
+        self._head: RequestHead | None = None
+        self._head_end = 0
         self._consumed: int | None = None
         self._request: Request | None = None
         self._error: InvalidHandshake | None = None
@@ -129,11 +133,12 @@ class ServerHandshake:
     def next_request(self, *, strict: bool = False) -> Request | None:
         """Return the :class:`Request` once its head is complete and well-formed.
 
-        Returns None while the head is incomplete, and the same Request on
-        later calls. Raises :class:`InvalidHandshake` whose ``status`` is the
+        Returns None while the head is incomplete (or the body of a plain
+        ``POST``, which is read in full into ``Request.body``), and the same
+        Request on later calls. Raises :class:`InvalidHandshake` whose ``status`` is the
         answer to give (see :meth:`error_response`) when the HTTP head is
-        malformed or too large: 400, 414, 431 or 505, see
-        :func:`~wsskit.protocol.http.parse_request_head`. A raised error is
+        malformed or too large, or its body not allowed: 400, 411, 413, 414,
+        431 or 505, see :func:`~wsskit.protocol.http.parse_request_head`. A raised error is
         raised again on later calls.
 
         A well-formed request that is not a valid WebSocket upgrade is
@@ -153,22 +158,34 @@ class ServerHandshake:
         if self._error is not None:
             raise self._error
         if self._request is None:
-            try:
-                parsed = parse_request_head(self._buffer, self._limits, scanner=self._scanner)
-            except InvalidHandshake as exc:
-                self._error = exc
-                raise
-            if parsed is None:
+            if self._head is None:
+                try:
+                    parsed = parse_request_head(self._buffer, self._limits, scanner=self._scanner)
+                except InvalidHandshake as exc:
+                    self._error = exc
+                    raise
+                if parsed is None:
+                    return None
+                self._head, self._head_end = parsed
+            # The body of a plain POST (bounded by limits.max_request_body,
+            # which the head parser enforced) is read in full first.
+            end = self._head_end + self._head.content_length
+            if len(self._buffer) < end:
                 return None
-            head, self._consumed = parsed
-            self._request = _upgrade_request(head)
+            body = bytes(self._buffer[self._head_end : end])
+            self._consumed = end
+            self._request = _upgrade_request(self._head, body)
         if self._request.error is not None and strict:
             raise self._request.error
         return self._request
 
     @property
     def leftover(self) -> bytes:
-        """The bytes received after the request head (empty until it is complete)."""
+        """The bytes received after the request (head and body; empty until it is complete).
+
+        The server never reads them as another request: the connection is
+        upgraded, or closed after its one answer.
+        """
         if self._consumed is None:
             return b""
         return bytes(self._buffer[self._consumed :])
@@ -305,13 +322,13 @@ def error_reject(error: InvalidHandshake) -> Reject:
     return Reject(status, headers, body)
 
 
-def _upgrade_request(head: RequestHead) -> Request:
-    """Turn a parsed request head into a Request, with ``error`` set if not an upgrade."""
+def _upgrade_request(head: RequestHead, body: bytes = b"") -> Request:
+    """Turn a parsed request into a Request, with ``error`` set if not an upgrade."""
     try:
         subprotocols, extensions = _check_upgrade(head)
     except InvalidHandshake as exc:
-        return Request(head.target, head.headers, method=head.method, error=exc)
-    return Request(head.target, head.headers, subprotocols, extensions, method=head.method)
+        return Request(head.target, head.headers, method=head.method, error=exc, body=body)
+    return Request(head.target, head.headers, subprotocols, extensions, method=head.method, body=body)
 
 
 def _check_upgrade(head: RequestHead) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -1,8 +1,8 @@
 """Incremental parsing and building of HTTP/1.1 message heads (RFC 9112).
 
 The WebSocket opening handshake (RFC 6455 §4) is one HTTP/1.1 request and one
-response; this module reads and writes their heads and nothing more (no
-chunked bodies, no keep-alive, no pipelining).
+response; this module reads and writes their heads, and tells how long the small
+body of a plain ``POST`` is (no chunked bodies, no keep-alive, no pipelining).
 
 The parser is strict, and says so with :class:`~wsskit.exceptions.InvalidHandshake`
 whose ``status`` is the HTTP status a server answers with:
@@ -28,9 +28,18 @@ whose ``status`` is the HTTP status a server answers with:
   arrive, before the blank line ending the head: a start line longer than
   ``max_request_line`` gets 414, a header line longer than ``max_header_line``,
   more than ``max_headers`` fields or a head over ``max_head_size`` gets 431.
-- A request must carry exactly one valid ``Host`` (400, RFC 9112 §3.2) and no
-  body: any ``Transfer-Encoding`` or a ``Content-Length`` other than 0 gets 400
-  (an upgrade request has no body, and a body is where smuggling hides).
+- A request must carry exactly one valid ``Host`` (400, RFC 9112 §3.2).
+- Bodies (a body is where request smuggling hides): any ``Transfer-Encoding``
+  gets 400 (chunked bodies are not read). Only a plain ``POST`` (one without
+  an ``Upgrade`` field) may have a body, announced by exactly one
+  ``Content-Length`` field holding one decimal number (a list, even of equal
+  values, gets 400) of at most ``max_request_body`` bytes (413 beyond, raised
+  as soon as the head is parsed, before any of the body is read). A plain
+  ``POST`` without ``Content-Length`` gets 411. Any other request with a
+  ``Content-Length`` other than 0 gets 400: an upgrade request has no body,
+  and its bytes would otherwise be read as frames. The head parser only
+  reports the length (:attr:`RequestHead.content_length`); reading the body
+  is the caller's (:class:`~wsskit.protocol.handshake.ServerHandshake`).
 
 Parsing a growing buffer again from its start on every call would make a
 peer that sends one byte at a time cost quadratic time; a :class:`HeadScanner`
@@ -60,12 +69,17 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class RequestHead:
-    """The request line and header fields of an HTTP/1.1 request."""
+    """The request line and header fields of an HTTP/1.1 request.
+
+    ``content_length`` is the length of the body that follows the head (0
+    for every request but a plain ``POST``).
+    """
 
     method: str
     target: str
     version: str
     headers: Headers
+    content_length: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,9 +211,12 @@ def parse_request_head(
 
     Raises :class:`InvalidHandshake` whose ``status`` is 400 for a malformed
     head (see the module docstring), a missing, repeated or invalid ``Host``,
-    or a body; 414 for a request line over ``limits.max_request_line``; 431
-    for a header line over ``limits.max_header_line`` or more than
-    ``limits.max_headers`` fields; 505 for an HTTP version other than 1.1.
+    ``Transfer-Encoding``, or a body where none may be; 411 for a plain
+    ``POST`` without ``Content-Length``; 413 for a body over
+    ``limits.max_request_body``; 414 for a request line over
+    ``limits.max_request_line``; 431 for a header line over
+    ``limits.max_header_line`` or more than ``limits.max_headers`` fields;
+    505 for an HTTP version other than 1.1.
     """
     if scanner is None:
         scanner = HeadScanner(limits, request=True)
@@ -209,8 +226,9 @@ def parse_request_head(
     start, fields = _split_head(buf, end)
     method, target, version = _parse_request_line(start)
     headers = _parse_fields(fields)
-    _check_request_fields(headers)
-    return RequestHead(method, target, version, headers), end
+    _check_host(headers)
+    length = _request_body_length(method, headers, limits)
+    return RequestHead(method, target, version, headers, length), end
 
 
 def parse_response_head(
@@ -300,7 +318,7 @@ def _parse_fields(lines: list[bytes]) -> Headers:
     return headers
 
 
-def _check_request_fields(headers: Headers) -> None:
+def _check_host(headers: Headers) -> None:
     hosts = headers.get_all("Host")
     # RFC 9112 §3.2: 400 for a missing Host, more than one, or an invalid one.
     if not hosts:
@@ -309,17 +327,45 @@ def _check_request_fields(headers: Headers) -> None:
         raise InvalidHandshake("more than one Host header", 400)
     if not _HOST_RE.fullmatch(hosts[0]):
         raise InvalidHandshake("invalid Host header", 400)
+
+
+# Methods whose requests may carry a body here (RFC 9110 §9.3.3).
+_BODY_METHODS = frozenset({"POST"})
+# More digits than this cannot be a length under any sane limit; int() is not
+# asked to read them.
+_MAX_LENGTH_DIGITS = 18
+
+
+def _request_body_length(method: str, headers: Headers, limits: Limits) -> int:
     # RFC 6455 §4.1: the upgrade is a GET without a body. A body announced in
-    # any way is refused rather than skipped: it would otherwise be read as frames.
+    # any way where none may be is refused rather than skipped: it would
+    # otherwise be read as frames (or as the next request).
     if "Transfer-Encoding" in headers:
+        # RFC 9112 §6.1: chunked is not read here; refusing it also removes
+        # the Content-Length / Transfer-Encoding disagreement smuggling uses.
         raise InvalidHandshake("request with a body (Transfer-Encoding)", 400)
-    for value in headers.get_all("Content-Length"):
-        for item in value.split(","):
-            item = item.strip(" \t")
-            if not _DIGITS_RE.fullmatch(item):
-                raise InvalidHandshake("invalid Content-Length", 400)
-            if item.strip("0"):
-                raise InvalidHandshake("request with a body (Content-Length)", 400)
+    values = headers.get_all("Content-Length")
+    items = [item.strip(" \t") for value in values for item in value.split(",")]
+    for item in items:
+        if not _DIGITS_RE.fullmatch(item):
+            raise InvalidHandshake("invalid Content-Length", 400)
+    takes_body = method in _BODY_METHODS and "Upgrade" not in headers
+    if not takes_body:
+        if any(item.strip("0") for item in items):
+            raise InvalidHandshake("request with a body (Content-Length)", 400)
+        return 0
+    if not items:
+        # RFC 9110 §15.5.12: 411 when the server wants a Content-Length.
+        raise InvalidHandshake("POST without Content-Length", 411)
+    if len(items) != 1:
+        # RFC 9112 §6.3 item 5 lets a recipient accept repeated equal values;
+        # one field with one number is all a client ever needs to send.
+        raise InvalidHandshake("more than one Content-Length value", 400)
+    digits = items[0].lstrip("0") or "0"
+    if len(digits) > _MAX_LENGTH_DIGITS or int(digits) > limits.max_request_body:
+        # RFC 9110 §15.5.14: answered from the head, before the body is read.
+        raise InvalidHandshake(f"request body larger than {limits.max_request_body} bytes", 413)
+    return int(digits)
 
 
 def build_request(method: str, target: str, headers: Headers) -> bytes:

@@ -26,6 +26,9 @@ class Limits:
       (431 beyond): the head stays in memory with the connection, and line
       and field limits alone would let it reach a megabyte.
     - ``max_handshake_body``: largest body read with a non-101 response.
+    - ``max_request_body``: largest body a server reads with a plain HTTP
+      ``POST`` (413 beyond, answered before the body is read); upgrade
+      requests never have one.
     """
 
     max_message_size: int | None = 2**20
@@ -36,6 +39,7 @@ class Limits:
     max_headers: int = 128
     max_head_size: int = 2**16
     max_handshake_body: int = 2**16
+    max_request_body: int = 2**16
 
     @property
     def frame_limit(self) -> int | None:
