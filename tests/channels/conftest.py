@@ -10,12 +10,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import pytest
-
 from tests.asyncio.raw import port_of
-from wsskit import tls
 from wsskit.asyncio import ClientConnection, connect, serve
-from wsskit.certs import DevCertificates, ensure_dev_certificates
 from wsskit.channels import SUBPROTOCOL, Hub
 from wsskit.guards.auth import AuthChain, AuthGuard, StaticTokenAuthenticator
 
@@ -23,22 +19,6 @@ from wsskit.guards.auth import AuthChain, AuthGuard, StaticTokenAuthenticator
 TOKENS = {"alice": "alice-token-for-channel-tests-01", "bob": "bob-token-for-channel-tests-0001"}
 #: How long a test waits for one message before failing.
 TIMEOUT = 10.0
-
-
-@pytest.fixture(scope="session")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> DevCertificates:
-    paths, _ = ensure_dev_certificates(tmp_path_factory.mktemp("certs"))
-    return paths
-
-
-@pytest.fixture(scope="session")
-def server_ssl(certificates: DevCertificates) -> ssl.SSLContext:
-    return tls.server_context(certificates.cert, certificates.key)
-
-
-@pytest.fixture(scope="session")
-def client_ssl(certificates: DevCertificates) -> ssl.SSLContext:
-    return tls.client_context(cafile=certificates.ca_cert)
 
 
 @asynccontextmanager

@@ -25,29 +25,11 @@ import pytest
 from websockets.asyncio.server import serve as ws_serve
 
 from tests.interop.peers import NODE_DIR, Peer, missing, websockets_handler
-from wsskit import tls
-from wsskit.certs import DevCertificates, ensure_dev_certificates
+from wsskit.certs import DevCertificates
 
 STARTUP_TIMEOUT = 30
 NPM_TIMEOUT = 300
 MAX_SIZE = 64 * 2**20
-
-
-@pytest.fixture(scope="session")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> DevCertificates:
-    """The dev CA and its leaf for localhost / 127.0.0.1 / ::1, in a temp folder."""
-    paths, _ = ensure_dev_certificates(tmp_path_factory.mktemp("interop-certs"))
-    return paths
-
-
-@pytest.fixture(scope="session")
-def server_ssl(certificates: DevCertificates) -> ssl.SSLContext:
-    return tls.server_context(certificates.cert, certificates.key)
-
-
-@pytest.fixture(scope="session")
-def client_ssl(certificates: DevCertificates) -> ssl.SSLContext:
-    return tls.client_context(cafile=certificates.ca_cert)
 
 
 # -- Node.js ------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Fixtures for the asyncio front end: a throwaway CA and TLS contexts, and quiet defaults."""
+"""Fixtures every test folder shares: a throwaway dev CA and TLS contexts that trust only it."""
 
 from __future__ import annotations
 
