@@ -6,6 +6,8 @@ import struct
 import zlib
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.helpers import ConnectionPair, flush
 from wsskit.exceptions import (
@@ -23,6 +25,9 @@ from wsskit.protocol.events import Accept, BytesMessage, Close, Ping, Pong, Reje
 from wsskit.protocol.frames import FrameParser, Opcode, encode_frame
 from wsskit.protocol.limits import Limits
 from wsskit.protocol.state import State
+
+# Every test runs through both twins (C and pure Python): see conftest.py.
+pytestmark = pytest.mark.usefixtures("implementation")
 
 
 def masked(opcode: int, payload: bytes, *, fin: bool = True, rsv1: bool = False) -> bytes:
@@ -523,3 +528,190 @@ def test_data_pipelined_with_the_request_is_bounded_at_once() -> None:
     server.receive_data(flush(client) + b"\x00" * 5000)
     assert server.state is State.CLOSED and server.close_transport
     assert isinstance(server.failure, InvalidHandshake)
+
+
+# -- the fast paths: send_message, plain_messages, sends_plain_frames --------------
+
+
+def _unmask_client_frames(wire: bytes) -> list[tuple[bool, bool, int, bytes]]:
+    return list(FrameParser(expect_masked=True, max_payload=None).parse(bytearray(wire)))
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 4095, 4096, 65535, 65536, 70000])
+def test_send_message_frames_as_send_does(size: int) -> None:
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    pair = ConnectionPair()
+    parts = pair.server.send_message(payload)
+    pair.server.send(BytesMessage(payload))
+    assert b"".join(bytes(p) for p in parts) == flush(pair.server)
+    # Small frames come whole (one write); large ones keep the payload uncopied.
+    assert len(parts) == (1 if size < 4096 else 2)
+    if size >= 4096:
+        assert parts[1] is payload
+    # A client masks: a fresh key each time, the same frame once unmasked.
+    sent = b"".join(bytes(p) for p in pair.client.send_message(payload))
+    assert _unmask_client_frames(sent) == [(True, False, Opcode.BINARY, payload)]
+    assert pair.server.receive_data(sent) is None
+    assert pair.server.events_received() == [BytesMessage(payload)]
+
+
+def test_send_message_sends_str_as_text_and_accepts_any_bytes_like() -> None:
+    pair = ConnectionPair()
+    assert pair.server.send_message("héllo") == [b"\x81\x06" + "héllo".encode()]
+    assert pair.server.send_message(memoryview(b"ab")) == [b"\x82\x02ab"]
+    assert pair.server.send_message(bytearray(b"cd")) == [b"\x82\x02cd"]
+    pair.client.receive_data(b"\x81\x06" + "héllo".encode())
+    assert pair.client.events_received() == [TextMessage("héllo")]
+
+
+def test_send_message_compresses_and_orders_after_queued_frames() -> None:
+    options = DeflateOptions()
+    pair = ConnectionPair(client_compression=options, server_compression=options)
+    text = "compressible " * 100
+    for _ in range(2):  # the second message reuses the compression context
+        parts = pair.server.send_message(text)
+        wire = b"".join(bytes(p) for p in parts)
+        assert wire[0] == 0xC1 and len(wire) < len(text)  # RSV1: compressed
+        pair.client.receive_data(wire)
+        assert pair.client.events_received() == [TextMessage(text)]
+    # A Pong queued by the core goes out first.
+    pair.client.send(Ping(b"p"))
+    pair.to_server()
+    wire = b"".join(bytes(p) for p in pair.server.send_message(b"after"))
+    assert [
+        frame[2]
+        for frame in FrameParser(expect_masked=False, max_payload=None, allow_rsv1=True).parse(
+            bytearray(wire)
+        )
+    ] == [Opcode.PONG, Opcode.BINARY]
+
+
+def test_send_message_refuses_what_send_refuses() -> None:
+    client = ClientConnection("example.com", "/")
+    with pytest.raises(InvalidState):
+        client.send_message(b"too soon")
+    pair = ConnectionPair()
+    pair.server.send(BytesMessage(b"a", fin=False))
+    with pytest.raises(LocalProtocolError, match="fragmented"):
+        pair.server.send_message(b"b")
+    pair.server.send(BytesMessage(b"c"))
+    assert flush(pair.server) == b"\x02\x01a\x80\x01c"
+    assert pair.server.send_message(b"d") == [b"\x82\x01d"]
+    pair.server.send(Close())
+    with pytest.raises(InvalidState):
+        pair.server.send_message(b"late")
+
+
+def test_plain_messages_come_as_str_and_bytes() -> None:
+    pair = ConnectionPair()
+    pair.server.plain_messages = True
+    pair.client.send(TextMessage("t"))
+    pair.client.send(BytesMessage(b"b"))
+    pair.client.send(TextMessage("fr", fin=False))
+    pair.client.send(TextMessage("ag"))
+    pair.client.send(BytesMessage(b"fr", fin=False))
+    pair.client.send(BytesMessage(b"ag"))
+    pair.client.send(Ping(b"p"))
+    events = pair.to_server()
+    assert events == ["t", b"b", "frag", b"frag", Ping(b"p")]
+    assert [type(event) for event in events[:4]] == [str, bytes, str, bytes]
+
+
+def test_plain_compressed_messages() -> None:
+    options = DeflateOptions()
+    pair = ConnectionPair(client_compression=options, server_compression=options)
+    pair.server.plain_messages = True
+    pair.client.send(TextMessage("z" * 1000))
+    pair.client.send(BytesMessage(b"y" * 1000))
+    assert pair.to_server() == ["z" * 1000, b"y" * 1000]
+
+
+def test_sends_plain_frames_only_when_the_shared_frame_is_right() -> None:
+    pair = ConnectionPair()
+    assert pair.server.sends_plain_frames(10)
+    assert not pair.client.sends_plain_frames(10)  # a client masks every frame
+    pair.server.send(BytesMessage(b"a", fin=False))
+    flush(pair.server)
+    assert not pair.server.sends_plain_frames(10)  # inside a fragmented message
+    pair.server.send(BytesMessage(b"b"))
+    assert not pair.server.sends_plain_frames(10)  # its frame is still queued
+    flush(pair.server)
+    assert pair.server.sends_plain_frames(10)
+    pair.client.send(Ping(b"p"))
+    pair.to_server()
+    assert not pair.server.sends_plain_frames(10)  # a Pong is queued before it
+    flush(pair.server)
+    pair.server.send(Close())
+    assert not pair.server.sends_plain_frames(10)
+    options = DeflateOptions(min_size=100)
+    compressed = ConnectionPair(client_compression=options, server_compression=options)
+    assert compressed.server.sends_plain_frames(99)
+    assert not compressed.server.sends_plain_frames(100)  # this one would be compressed
+
+
+def test_frames_split_anywhere_and_fed_as_any_bytes_like() -> None:
+    pair = ConnectionPair()
+    wire = b"".join(masked(Opcode.BINARY, bytes([i]) * (i * 37)) for i in range(1, 8)) + masked(
+        Opcode.TEXT, b"fin"
+    )
+    for step in (1, 2, 7, 100, 1000):
+        for kind in (bytes, bytearray, memoryview):
+            for i in range(0, len(wire), step):
+                pair.server.receive_data(kind(wire[i : i + step]))
+            expected = [BytesMessage(bytes([i]) * (i * 37)) for i in range(1, 8)] + [TextMessage("fin")]
+            assert pair.server.events_received() == expected
+
+
+def test_frames_after_a_close_are_not_parsed() -> None:
+    pair = ConnectionPair()
+    pair.server.receive_data(masked(Opcode.CLOSE, b"\x03\xe8") + masked(Opcode.TEXT, b"late") + b"\x83\x00")
+    events = pair.server.events_received()
+    assert events == [Close(1000, "")]
+    assert pair.server.failure is None  # the reserved opcode after the Close was never looked at
+
+
+_WIRE_PIECES = st.sampled_from(
+    [
+        masked(Opcode.TEXT, b"text"),
+        masked(Opcode.BINARY, b"\x00" * 200),
+        masked(Opcode.TEXT, b"fr", fin=False),
+        masked(Opcode.CONT, b"ag"),
+        masked(Opcode.PING, b"ping"),
+        masked(Opcode.PONG, b"pong"),
+        masked(Opcode.CLOSE, b"\x03\xe8"),
+        masked(Opcode.TEXT, b"\xff"),  # invalid UTF-8
+        b"\x81\x01x",  # unmasked
+        b"\x83\x80abcd",  # reserved opcode
+    ]
+)
+
+
+@given(st.lists(_WIRE_PIECES, max_size=6), st.integers(1, 50), st.booleans())
+def test_receiving_queues_output_only_with_another_event_or_a_failure(
+    pieces: list[bytes], step: int, defer: bool
+) -> None:
+    # The promise receive_data() makes to drivers that skip data_to_send().
+    pair = ConnectionPair()
+    server = pair.server
+    server.defer_failure = defer
+    server.plain_messages = True
+    wire = b"".join(pieces)
+    for i in range(0, len(wire), step):
+        server.receive_data(wire[i : i + step])
+        events = server.events_received()
+        output = flush(server)
+        if output:
+            others = [event for event in events if not isinstance(event, (str, bytes))]
+            assert others or server.state is not State.OPEN or server.failure_pending
+
+
+def test_rsv1_on_a_continuation_frame_is_1002() -> None:
+    options = DeflateOptions()
+    pair = ConnectionPair(client_compression=options, server_compression=options)
+    deflate = zlib.compressobj(wbits=-15)
+    start = deflate.compress(b"hello") + deflate.flush(zlib.Z_SYNC_FLUSH)
+    pair.server.receive_data(
+        masked(Opcode.TEXT, start, fin=False, rsv1=True) + masked(Opcode.CONT, b"x", rsv1=True)
+    )
+    assert pair.server.failure is not None and "continuation" in str(pair.server.failure)
+    assert close_code_sent(pair) == 1002

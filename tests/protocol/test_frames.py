@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wsskit.exceptions import LocalProtocolError, PayloadTooBig, RemoteProtocolError
+from wsskit.protocol import frames
 from wsskit.protocol.frames import (
     FrameParser,
     Opcode,
@@ -18,6 +20,9 @@ from wsskit.protocol.frames import (
     encode_frame,
     is_valid_received_close_code,
 )
+
+# Every test runs through both twins (C and pure Python): see conftest.py.
+pytestmark = pytest.mark.usefixtures("implementation")
 
 
 def _wire(*parts: bytes | bytearray | memoryview) -> bytes:
@@ -198,3 +203,140 @@ def test_encode_close_refuses_bad_input() -> None:
     with pytest.raises(LocalProtocolError, match="reason"):
         encode_close(1005, "why")
     assert len(encode_close(1000, "x" * 123)) == 125
+
+
+# -- parse_frames: the one-call parser both twins implement ----------------------
+
+
+def _parse(
+    data: bytes | bytearray | memoryview, start: int = 0, *, masked: bool = False, **kw: object
+) -> tuple:
+    # Through the module attribute, so the twin under test is the one called.
+    return frames.parse_frames(data, start, masked, kw.get("rsv1", False), kw.get("limit"))
+
+
+def test_parse_frames_returns_pairs_and_the_end() -> None:
+    wire = bytes.fromhex("810548656c6c6f") + bytes.fromhex("8203") + b"abc" + b"\x82"
+    assert _parse(wire) == ([(0x81, b"Hello"), (0x82, b"abc")], len(wire) - 1, None)
+    # From an offset, and from any bytes-like object.
+    assert _parse(bytearray(wire), 7) == ([(0x82, b"abc")], len(wire) - 1, None)
+    assert _parse(memoryview(wire)[7:]) == ([(0x82, b"abc")], 5, None)
+
+
+def test_parse_frames_unmasks_into_bytes() -> None:
+    wire = bytes.fromhex("818537fa213d7f9f4d5158")
+    found, end, error = _parse(wire, masked=True)
+    assert found == [(0x81, b"Hello")] and end == len(wire) and error is None
+    assert type(found[0][1]) is bytes
+
+
+@pytest.mark.parametrize(
+    ("stop_after", "first"),
+    [
+        (b"\x01\x01a", 0x01),  # a first fragment: the next frame has the message's budget
+        (b"\x80\x01a", 0x80),  # a continuation
+        (b"\x88\x00", 0x88),  # a Close: nothing after it counts
+        (b"\xc1\x01a", 0xC1),  # a compressed fragment is final here, parsing goes on (below)
+    ],
+)
+def test_parse_frames_stops_where_limits_may_change(stop_after: bytes, first: int) -> None:
+    wire = stop_after + b"\x82\x01b"
+    found, end, error = _parse(wire, rsv1=True)
+    if first == 0xC1:
+        # FIN set: a whole compressed message changes no limit.
+        assert found == [(0xC1, b"a"), (0x82, b"b")] and end == len(wire)
+    else:
+        assert found == [(first, stop_after[2:])] and end == len(stop_after)
+    assert error is None
+
+
+def test_parse_frames_goes_on_after_pings_and_pongs() -> None:
+    wire = b"\x89\x01p" + b"\x8a\x00" + b"\x82\x01b"
+    assert _parse(wire) == ([(0x89, b"p"), (0x8A, b""), (0x82, b"b")], len(wire), None)
+
+
+def test_parse_frames_reports_a_violation_after_the_frames_before_it() -> None:
+    wire = b"\x82\x01a" + b"\x83\x00"
+    assert _parse(wire) == ([(0x82, b"a")], 3, (1002, "reserved opcode 0x3"))
+    assert _parse(b"\x82\x7e\x03\xe9", limit=1000) == (
+        [],
+        0,
+        (1009, "frame of 1001 bytes exceeds the limit of 1000"),
+    )
+    # The compressed allowance: 1000 + 1000 // 1024 + 64.
+    assert _parse(b"\xc2\x7e\x04\x29", rsv1=True, limit=1000)[2] == (
+        1009,
+        "frame of 1065 bytes exceeds the limit of 1000",
+    )
+    assert _parse(b"\xc2\x7e\x04\x28", rsv1=True, limit=1000) == ([], 0, None)
+
+
+def test_parse_frames_limits() -> None:
+    assert _parse(b"\x82\x00", limit=0) == ([(0x82, b"")], 2, None)
+    assert _parse(b"\x82\x01a", limit=0)[2] == (1009, "frame of 1 bytes exceeds the limit of 0")
+    huge = b"\x82\x7f" + struct.pack("!Q", 2**62)
+    assert _parse(huge, limit=2**70) == ([], 0, None)  # a limit beyond 64 bits allows anything
+    assert _parse(huge, limit=None) == ([], 0, None)
+
+
+def test_parse_frames_refuses_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        _parse(b"\x82\x00", limit=-1)
+    for start in (-1, 3):
+        with pytest.raises(ValueError, match="outside"):
+            _parse(b"\x82\x00", start)
+    with pytest.raises(TypeError):
+        frames.parse_frames("text", 0, False, False, None)  # type: ignore[arg-type]
+
+
+def test_parse_frames_leaves_the_buffer_resizable() -> None:
+    # No view of the buffer outlives the call (the core deletes what it parsed).
+    buf = bytearray(b"\x82\x01a\x82")
+    _parse(buf)
+    del buf[:3]
+    buf += b"\x00"
+    assert _parse(buf) == ([(0x82, b"")], 2, None)
+
+
+@given(st.binary(max_size=64), st.booleans(), st.booleans(), st.sampled_from([None, 0, 5, 125, 1000]))
+def test_parse_frames_twins_agree_on_any_input(
+    data: bytes, masked: bool, rsv1: bool, limit: int | None
+) -> None:
+    expected = frames.parse_frames_py(data, 0, masked, rsv1, limit)
+    assert frames.parse_frames(data, 0, masked, rsv1, limit) == expected
+
+
+@given(st.lists(frame_strategy, min_size=1, max_size=4), st.booleans(), st.integers(0, 12))
+def test_parse_frames_twins_agree_on_frames_cut_anywhere(
+    cases: list[tuple[int, bytes, bool]], masked: bool, cut: int
+) -> None:
+    wire = b"".join(_wire(*encode_frame(op, payload, fin=fin, mask=masked)) for op, payload, fin in cases)
+    wire = wire[: max(0, len(wire) - cut)]
+    for start in (0, 1):
+        expected = frames.parse_frames_py(wire, min(start, len(wire)), masked, True, 2**20)
+        assert frames.parse_frames(wire, min(start, len(wire)), masked, True, 2**20) == expected
+
+
+def test_mask_keys_are_fresh_and_four_bytes() -> None:
+    # More than one batch of keys: no key comes twice (a collision among
+    # 1,000 random 32-bit keys has a chance of about 1 in 10,000).
+    keys = [frames.mask_key() for _ in range(1000)]
+    assert all(type(key) is bytes and len(key) == 4 for key in keys)
+    assert len(set(keys)) >= 999
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_does_not_reuse_its_parents_keys() -> None:
+    frames.mask_key()  # the parent holds a batch of keys now
+    upcoming = list(frames._keys)
+    assert upcoming
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next key and leave at once
+        os.write(write, frames.mask_key())
+        os._exit(0)
+    os.close(write)
+    child_key = os.read(read, 4)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert len(child_key) == 4 and child_key not in upcoming

@@ -29,12 +29,20 @@ def test_protocol_imports_no_io() -> None:
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
+def _imports_from_parent(node: ast.ImportFrom) -> list[str]:
+    # "from ..exceptions import X" -> ["exceptions"]; "from .. import _speedups" -> ["_speedups"].
+    return [node.module] if node.module else [alias.name for alias in node.names]
+
+
 def test_protocol_imports_nothing_above_it() -> None:
-    # Layers import only downwards: protocol may use wsskit.exceptions, nothing else of wsskit.
+    # Layers import only downwards: protocol may use wsskit.exceptions and the
+    # optional C accelerator wsskit._speedups (a leaf that imports nothing of
+    # wsskit), nothing else of wsskit.
     for path in PROTOCOL_DIR.glob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.level == 2:
-                assert node.module == "exceptions", f"{path.name} imports ..{node.module}"
+                for module in _imports_from_parent(node):
+                    assert module in ("exceptions", "_speedups"), f"{path.name} imports ..{module}"
             if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 assert not node.module.startswith("wsskit"), f"{path.name} uses an absolute wsskit import"

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import dataclasses
 import logging
 import os
+import sys
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any, Protocol, Union, cast
 
 from ..exceptions import (
@@ -69,7 +71,17 @@ Compression = Union[str, DeflateOptions, None]
 #: The default limit on the size of a received message.
 DEFAULT_MAX_SIZE = 2**20
 
+# The states as module constants: reading State.OPEN goes through the
+# Enum metaclass's attribute hook, which costs as much as a function call
+# on the hot paths.
+_CONNECTING = State.CONNECTING
+_OPEN = State.OPEN
+_CLOSING = State.CLOSING
+_CLOSED = State.CLOSED
+
 _BYTES_LIKE = (bytes, bytearray, memoryview)
+# What send() writes at once as one message (exact types: subclasses take the long way).
+_WHOLE_TYPES = frozenset({str, bytes, bytearray, memoryview})
 
 _UNREAD = object()
 
@@ -96,6 +108,125 @@ class PingLimiter(Protocol):
 _MIN_REPLY_BACKLOG = 2**16
 
 
+class _MessageWaiter:
+    """What :meth:`Connection.recv` awaits while no message is queued: a small future.
+
+    An asyncio Task waits on any object that follows the future protocol
+    (what :func:`asyncio.isfuture` recognises), not only on
+    :class:`asyncio.Future`. This one differs in one way: :meth:`wake` with
+    ``now=True``, which ``data_received()`` uses, resumes the waiting task at
+    once, inside that callback, when no other task is running.
+    ``Future.set_result()`` would schedule the resumption for the loop's
+    next iteration instead: one more poll of the selector and one more
+    handle per message, a good part of an echo's cost on the asyncio loop.
+    Cancellation and every other wake-up go through ``loop.call_soon()``, as
+    with a Future.
+
+    A waiter whose task was resumed in place is used again for the next wait:
+    nothing else can hold it by then.
+    """
+
+    __slots__ = ("_asyncio_future_blocking", "_callbacks", "_cancel_message", "_loop", "_state")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._asyncio_future_blocking = False
+        self._loop = loop
+        self._state = _PENDING
+        self._callbacks: list[tuple[Callable[[Any], object], contextvars.Context]] = []
+        self._cancel_message: Any = None
+
+    def __repr__(self) -> str:
+        return f"<_MessageWaiter {('pending', 'done', 'cancelled', 'done')[self._state]}>"
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def done(self) -> bool:
+        return self._state != _PENDING
+
+    def cancelled(self) -> bool:
+        return self._state == _CANCELLED
+
+    def result(self) -> None:
+        if self._state == _CANCELLED:
+            raise self._cancelled_error()
+        if self._state == _PENDING:
+            raise asyncio.InvalidStateError("Result is not ready.")
+
+    def exception(self) -> BaseException | None:
+        self.result()
+        return None
+
+    def add_done_callback(
+        self, fn: Callable[[Any], object], *, context: contextvars.Context | None = None
+    ) -> None:
+        if context is None:
+            context = contextvars.copy_context()
+        if self._state == _PENDING:
+            self._callbacks.append((fn, context))
+        else:
+            self._loop.call_soon(fn, self, context=context)
+
+    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
+        kept = [(f, context) for f, context in self._callbacks if f != fn]
+        removed = len(self._callbacks) - len(kept)
+        self._callbacks = kept
+        return removed
+
+    def cancel(self, msg: Any = None) -> bool:
+        if self._state != _PENDING:
+            return False
+        self._state = _CANCELLED
+        self._cancel_message = msg
+        self._schedule_callbacks()
+        return True
+
+    def wake(self, *, now: bool = False) -> None:
+        """Complete the waiter; with ``now``, run the waiting task before returning if possible."""
+        if self._state != _PENDING:
+            return
+        # A task cannot be entered while another one runs (asyncio raises).
+        if not now or asyncio.current_task(self._loop) is not None:
+            self._state = _DONE
+            self._schedule_callbacks()
+            return
+        self._state = _DONE_IN_PLACE
+        callbacks = self._callbacks
+        self._callbacks = []
+        for fn, context in callbacks:
+            context.run(fn, self)
+
+    def _schedule_callbacks(self) -> None:
+        callbacks = self._callbacks
+        self._callbacks = []
+        for fn, context in callbacks:
+            self._loop.call_soon(fn, self, context=context)
+
+    def _cancelled_error(self) -> asyncio.CancelledError:
+        if self._cancel_message is None:
+            return asyncio.CancelledError()
+        return asyncio.CancelledError(self._cancel_message)
+
+    def __await__(self) -> Generator[Any, None, None]:
+        if self._state == _PENDING:
+            self._asyncio_future_blocking = True
+            yield self  # the Task adds its wake-up with add_done_callback
+        state = self._state
+        if state == _PENDING:
+            raise RuntimeError("await wasn't used with future")
+        if state == _CANCELLED:
+            raise self._cancelled_error()
+
+    __iter__ = __await__
+
+
+# The states of a _MessageWaiter; _DONE_IN_PLACE: done, and its callbacks ran.
+_PENDING = 0
+_DONE = 1
+_CANCELLED = 2
+_DONE_IN_PLACE = 3
+
+
 class Connection(asyncio.Protocol):
     """A WebSocket connection, client or server side.
 
@@ -108,6 +239,59 @@ class Connection(asyncio.Protocol):
     Receive with :meth:`recv` or ``async for message in connection``; send
     with :meth:`send`; end with :meth:`close`.
     """
+
+    # Slots keep an idle connection small; "__dict__" leaves room for the
+    # attributes of subclasses and of guards (and for tests' patches).
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_abort_handle",
+        "_closed",
+        "_closing_transport",
+        "_core",
+        "_drain_waiters",
+        "_eof",
+        "_expire_handle",
+        "_failure_handle",
+        "_failure_waiting",
+        "_fragmenting",
+        "_idle_handle",
+        "_keepalive_handle",
+        "_last_activity",
+        "_loop",
+        "_lost",
+        "_low_water",
+        "_max_queue",
+        "_message_limiter",
+        "_messages",
+        "_over_rate",
+        "_peer_certificate",
+        "_ping_limiter",
+        "_pings",
+        "_queue_full",
+        "_queue_limit",
+        "_reading_paused",
+        "_recv_waiter",
+        "_replies_stuck",
+        "_reply_backlog",
+        "_transport",
+        "_write_handle",
+        "_write_limit",
+        "_writing_paused",
+        "close_timeout",
+        "id",
+        "identity",
+        "idle_timeout",
+        "latency",
+        "local_address",
+        "logger",
+        "ping_interval",
+        "ping_timeout",
+        "remote_address",
+        "request",
+        "response",
+        "write_timeout",
+    )
 
     def __init__(
         self,
@@ -129,6 +313,8 @@ class Connection(asyncio.Protocol):
         if write_limit < 0:
             raise ValueError("write_limit must not be negative")
         self._core = core
+        # Whole messages come out of the core as plain str and bytes.
+        core.plain_messages = True
         self._loop = asyncio.get_running_loop()
         # Over its rate a peer is closed with 1008 and its later messages
         # are dropped; Pings over theirs go unanswered (the connection stays).
@@ -146,6 +332,8 @@ class Connection(asyncio.Protocol):
         self.write_timeout = write_timeout
         self.idle_timeout = idle_timeout
         self._max_queue = max_queue
+        # max_queue as a number, for the hot path's one comparison.
+        self._queue_limit = sys.maxsize if max_queue is None else max_queue
         self._low_water = 0 if max_queue is None else max_queue // 4
         self._write_limit = write_limit
         #: The opening handshake's request: received on a server, sent on a client.
@@ -163,7 +351,7 @@ class Connection(asyncio.Protocol):
         self.local_address: Any = None
         self._transport: asyncio.Transport | None = None
         self._messages: collections.deque[Data] = collections.deque()
-        self._recv_waiter: asyncio.Future[None] | None = None
+        self._recv_waiter: _MessageWaiter | None = None
         # Reading is paused when the queue is full or when replies pile up.
         self._queue_full = False
         self._replies_stuck = False
@@ -239,14 +427,14 @@ class Connection(asyncio.Protocol):
     def close_code(self) -> int | None:
         """How the connection closed: the peer's close code, ours when we failed
         it, 1006 when no Close frame was exchanged; None while not closed."""
-        if self._core.state is State.CLOSED or self._lost:
+        if self._core.state is _CLOSED or self._lost:
             return self._core.close_status()[0]
         return None
 
     @property
     def close_reason(self) -> str | None:
         """The reason that goes with :attr:`close_code`; None while not closed."""
-        if self._core.state is State.CLOSED or self._lost:
+        if self._core.state is _CLOSED or self._lost:
             return self._core.close_status()[1]
         return None
 
@@ -263,39 +451,64 @@ class Connection(asyncio.Protocol):
         received before has been returned, and :class:`InvalidState` when
         another task is already waiting in :meth:`recv`.
         """
-        if self._recv_waiter is not None:
-            raise InvalidState("recv() is already waiting in another task")
         messages = self._messages
         while not messages:
-            if self._core.failure_pending:
-                # Every message before the peer's violation was read (and,
-                # the handler being back here, answered): fail now.
-                self._commit_failure()
-            if self._lost or self._core.state is State.CLOSED:
-                raise self._closed_error()
-            waiter = self._loop.create_future()
-            self._recv_waiter = waiter
-            try:
-                await waiter
-            finally:
-                self._recv_waiter = None
+            # No future when a message is queued already: the common case
+            # under load costs no trip through the event loop.
+            await self._message_waiter()
         message = messages.popleft()
-        if self._queue_full and len(messages) <= self._low_water:
-            self._queue_full = False
-            self._update_reading()
+        if self._queue_full:
+            self._check_queue()
         return message
 
-    async def __aiter__(self) -> AsyncIterator[Data]:
-        """Yield messages until the connection closes.
+    def __aiter__(self) -> AsyncIterator[Data]:
+        """Iterate over messages until the connection closes (``async for``).
 
         Ends quietly on a normal close; raises
         :class:`~wsskit.exceptions.ConnectionClosedError` otherwise.
         """
-        try:
-            while True:
-                yield await self.recv()
-        except ConnectionClosedOK:
-            return
+        return self
+
+    async def __anext__(self) -> Data:
+        """The next message, for ``async for``: :meth:`recv`, with a normal close as the end."""
+        # recv() inlined: one coroutine per message rather than two.
+        messages = self._messages
+        while not messages:
+            try:
+                await self._message_waiter()
+            except ConnectionClosedOK:
+                raise StopAsyncIteration from None
+        message = messages.popleft()
+        if self._queue_full:
+            self._check_queue()
+        return message
+
+    def _message_waiter(self) -> _MessageWaiter:
+        # A future resolved when a message arrives or the connection closes;
+        # raises ConnectionClosed once it is closed, InvalidState when
+        # another task waits already.
+        waiter = self._recv_waiter
+        if waiter is not None and waiter._state == _PENDING:
+            raise InvalidState("recv() is already waiting in another task")
+        core = self._core
+        if core.failure_pending:
+            # Every message before the peer's violation was read (and, the
+            # handler being back here, answered): fail now.
+            self._commit_failure()
+        if self._lost or core.state is _CLOSED:
+            raise self._closed_error()
+        if waiter is not None and waiter._state == _DONE_IN_PLACE:
+            # Its task was resumed in place: nothing else holds it (see _MessageWaiter).
+            waiter._state = _PENDING
+        else:
+            waiter = self._recv_waiter = _MessageWaiter(self._loop)
+        return waiter
+
+    def _check_queue(self) -> None:
+        # Resume reading once the application has caught up with a full queue.
+        if len(self._messages) <= self._low_water:
+            self._queue_full = False
+            self._update_reading()
 
     # -- sending ------------------------------------------------------------------
 
@@ -313,16 +526,35 @@ class Connection(asyncio.Protocol):
         or for fragments of mixed types (after failing the connection with
         1011 when part of the message was sent already).
         """
+        core = self._core
+        ready = (
+            core.state is _OPEN
+            and self._fragmenting is None
+            and not self._writing_paused
+            and type(message) in _WHOLE_TYPES
+            and self._idle_handle is None
+            and not self._lost
+        )
+        if ready:
+            # The fast path: one whole message, a transport ready to take it.
+            data = core.send_message(message)  # type: ignore[arg-type]
+            transport = self._transport
+            assert transport is not None
+            if len(data) == 1:
+                transport.write(data[0])
+            else:
+                transport.writelines(data)
+            if self._writing_paused:
+                await self._drain()
+            return
         while self._fragmenting is not None:
             await asyncio.shield(self._fragmenting)
         if self._writing_paused:
             # Wait before writing too, so that many tasks sending at once
             # cannot pile message after message onto a full buffer.
             await self._drain()
-        if isinstance(message, str):
-            self._send_event(TextMessage(message))
-        elif isinstance(message, _BYTES_LIKE):
-            self._send_event(BytesMessage(message))
+        if isinstance(message, (str, *_BYTES_LIKE)):
+            self._write_message(message)
         elif isinstance(message, Mapping):
             raise TypeError("a mapping is not a message; send str, bytes or an iterable of fragments")
         elif isinstance(message, Iterable):
@@ -393,7 +625,7 @@ class Connection(asyncio.Protocol):
     def _fail_fragmented(self) -> None:
         # A message cut short cannot be finished or taken back: RFC 6455 has no
         # way to abort a message but closing the connection.
-        if self._core.state is State.OPEN:
+        if self._core.state is _OPEN:
             self.logger.debug("%r: fragmented message interrupted; failing the connection", self)
             self._fail(1011, "fragmented message interrupted")
 
@@ -403,11 +635,54 @@ class Connection(asyncio.Protocol):
         if fragmenting is not None and not fragmenting.done():
             fragmenting.set_result(None)
 
+    def _write_broadcast(self, message: DataLike, frame: bytes | None, size: int) -> str | None:
+        # One connection of wsskit.asyncio.broadcast(): write ``message``
+        # now, as ``frame`` (the shared frame of ``size`` payload bytes, if
+        # any) when the core says it fits. Returns None once written, else
+        # why not: "closed" (not open), "slow" (write buffer over its
+        # limit), "fragmenting" (sending a fragmented message).
+        core = self._core
+        if core.state is not _OPEN or self._lost or self._transport is None:
+            return "closed"
+        if self._writing_paused:
+            return "slow"
+        if self._fragmenting is not None:
+            return "fragmenting"
+        if frame is not None and core.sends_plain_frames(size):
+            self._transport.write(frame)
+        else:
+            data = core.send_message(message)
+            if len(data) == 1:
+                self._transport.write(data[0])
+            else:
+                self._transport.writelines(data)
+        if self._idle_handle is not None:
+            self._last_activity = self._loop.time()
+        return None
+
+    def _write_message(self, message: DataLike) -> None:
+        # Frame one whole message and write it; raises ConnectionClosed once
+        # a Close was sent or received.
+        core = self._core
+        state = core.state
+        if state is not _OPEN and state is not _CONNECTING:
+            raise self._closed_error()
+        data = core.send_message(message)  # raises InvalidState before the handshake
+        if self._idle_handle is not None:
+            self._last_activity = self._loop.time()
+        if not self._lost:
+            transport = self._transport
+            assert transport is not None
+            if len(data) == 1:
+                transport.write(data[0])
+            else:
+                transport.writelines(data)
+
     def _send_event(self, event: Event) -> None:
         # Every outgoing frame goes through here; raises ConnectionClosed
         # once a Close was sent or received.
         core = self._core
-        if core.state is not State.OPEN and core.state is not State.CONNECTING:
+        if core.state is not _OPEN and core.state is not _CONNECTING:
             raise self._closed_error()
         core.send(event)
         if self._idle_handle is not None and (type(event) is TextMessage or type(event) is BytesMessage):
@@ -488,10 +763,10 @@ class Connection(asyncio.Protocol):
         core = self._core
         if self._transport is None or self._lost:
             return
-        if core.state is State.OPEN:
+        if core.state is _OPEN:
             core.send(Close(code, reason))
             self._flush()
-        elif core.state is State.CONNECTING:
+        elif core.state is _CONNECTING:
             core.fail(code, reason)
         self._arm_abort_timer()
         self._check_close()
@@ -530,7 +805,7 @@ class Connection(asyncio.Protocol):
             self._closing_transport = True
             self._transport.close()
             self._arm_abort_timer()
-        elif core.state is State.CLOSED:
+        elif core.state is _CLOSED:
             self._arm_abort_timer()
 
     # -- asyncio.Protocol -----------------------------------------------------------
@@ -547,7 +822,7 @@ class Connection(asyncio.Protocol):
         """Called by asyncio with bytes from the network: feed them to the core."""
         try:
             self._core.receive_data(data)
-            self._process_events()
+            self._process_events(received=True)
         except Exception:
             self._internal_error()
 
@@ -565,7 +840,7 @@ class Connection(asyncio.Protocol):
         """Called by asyncio when the transport is closed: wake every waiter."""
         self._lost = True
         core = self._core
-        if not self._eof and core.state is not State.CLOSED:
+        if not self._eof and core.state is not _CLOSED:
             self._eof = True
             try:
                 core.receive_eof()
@@ -617,68 +892,93 @@ class Connection(asyncio.Protocol):
 
     # -- event processing -----------------------------------------------------------
 
-    def _process_events(self) -> None:
-        # Handle what the core produced; called after every receive_data().
+    def _process_events(self, *, received: bool = False) -> None:
+        # Handle what the core produced and write what it queued; called
+        # after every receive_data(), and by others to flush. ``received``:
+        # called by data_received() right after receive_data(), so a task
+        # waiting in recv() for the messages that came may run before this
+        # returns (see _MessageWaiter), and the core's output is looked at
+        # only when receiving can have queued some.
         core = self._core
+        waiter = None
+        others = False
         events = core.events_received()
         if events:
             messages = self._messages
-            received = False
+            queued = len(messages)
             limiter = self._message_limiter
             for event in events:
                 # Exact type checks, most frequent first: this is the hot path.
-                if type(event) is TextMessage:
-                    text = event.data
-                    if limiter is not None and self._refused(
-                        limiter, len(text) if text.isascii() else len(text.encode())
+                # Whole messages come as plain bytes and str (plain_messages).
+                if type(event) is bytes:
+                    if limiter is None or not self._refused(limiter, len(event)):
+                        messages.append(event)
+                elif type(event) is str:
+                    if limiter is None or not self._refused(
+                        limiter, len(event) if event.isascii() else len(event.encode())
                     ):
-                        continue
-                    messages.append(text)
-                    received = True
-                elif type(event) is BytesMessage:
-                    data = event.data
-                    if limiter is not None and self._refused(limiter, len(data)):
-                        continue
-                    messages.append(data if type(data) is bytes else bytes(data))
-                    received = True
-                elif type(event) is Pong:
-                    self._on_pong(event.payload)
-                elif type(event) is Close:
-                    self._wake_receiver()
-                elif type(event) is Ping:
-                    if self._ping_limiter is not None:
-                        self._answer_ping(self._ping_limiter, event.payload)
-                    # else the core answered it already
+                        messages.append(event)
                 else:
-                    self._on_handshake_event(event)
-            if received:
-                self._last_activity = self._loop.time()
-                self._wake_receiver()
-                max_queue = self._max_queue
-                if max_queue is not None and len(messages) >= max_queue and not self._queue_full:
-                    state = core.state
-                    if state is State.OPEN:
-                        self._queue_full = True
-                        self._update_reading()
-                    elif state is State.CLOSING:
-                        # We sent Close and must read on to see the peer's;
-                        # what it sends meanwhile beyond a full queue is
-                        # dropped rather than buffered without bound.
-                        while len(messages) > max_queue:
-                            messages.pop()
-        output = core.data_to_send()
-        if output:
-            self.transport.writelines(output)
-            if self._writing_paused:
-                # Replies (pongs) the peer does not read; see _MIN_REPLY_BACKLOG.
-                self._reply_backlog += sum(len(chunk) for chunk in output)
-                if self._reply_backlog > max(self._write_limit, _MIN_REPLY_BACKLOG):
-                    self._replies_stuck = True
-                    self._update_reading()
-        if core.failure_pending:
-            self._defer_failure()
-        if core.close_transport or core.state is State.CLOSED:
-            self._check_close()
+                    others = True
+                    if type(event) is Pong:
+                        self._on_pong(event.payload)
+                    elif type(event) is Close:
+                        self._wake_receiver()
+                    elif type(event) is Ping:
+                        if self._ping_limiter is not None:
+                            self._answer_ping(self._ping_limiter, event.payload)
+                        # else the core answered it already
+                    else:
+                        self._on_handshake_event(event)  # type: ignore[arg-type]
+            if len(messages) != queued:
+                waiter = self._recv_waiter
+                if self._idle_handle is not None or len(messages) >= self._queue_limit:
+                    self._on_messages_queued()
+        # The core queues bytes to send while receiving only along with an
+        # event that is not a message (a Ping's Pong, the Close reply) or
+        # when it fails the connection (see its receive_data()).
+        if others or not received or core.state is not _OPEN or core.failure_pending:
+            output = core.data_to_send()
+            if output:
+                self._write_replies(output)
+            if core.failure_pending:
+                self._defer_failure()
+            if core.close_transport or core.state is _CLOSED:
+                self._check_close()
+        if waiter is not None:
+            # Last, once everything above is done: the task may run right here.
+            waiter.wake(now=received)
+
+    def _on_messages_queued(self) -> None:
+        # Note the activity for the idle timeout; pause reading once the queue is full.
+        if self._idle_handle is not None:
+            self._last_activity = self._loop.time()
+        max_queue = self._max_queue
+        messages = self._messages
+        if max_queue is not None and len(messages) >= max_queue and not self._queue_full:
+            state = self._core.state
+            if state is _OPEN:
+                self._queue_full = True
+                self._update_reading()
+            elif state is _CLOSING:
+                # We sent Close and must read on to see the peer's; what it
+                # sends meanwhile beyond a full queue is dropped rather than
+                # buffered without bound.
+                while len(messages) > max_queue:
+                    messages.pop()
+
+    def _write_replies(self, output: list[bytes | bytearray | memoryview]) -> None:
+        # What the core queued on its own (pongs, the Close reply).
+        transport = self._transport
+        if transport is None or self._lost:
+            return
+        transport.writelines(output)
+        if self._writing_paused:
+            # Replies (pongs) the peer does not read; see _MIN_REPLY_BACKLOG.
+            self._reply_backlog += sum(len(chunk) for chunk in output)
+            if self._reply_backlog > max(self._write_limit, _MIN_REPLY_BACKLOG):
+                self._replies_stuck = True
+                self._update_reading()
 
     def _refused(self, limiter: MessageLimiter, size: int) -> bool:
         # True when the message must be dropped: over the peer's rate, or
@@ -695,7 +995,7 @@ class Connection(asyncio.Protocol):
 
     def _answer_ping(self, limiter: PingLimiter, payload: bytes) -> None:
         core = self._core
-        if core.state is State.OPEN and limiter.allow():
+        if core.state is _OPEN and limiter.allow():
             core.send(Pong(payload))
 
     def _defer_failure(self) -> None:
@@ -744,8 +1044,8 @@ class Connection(asyncio.Protocol):
 
     def _wake_receiver(self) -> None:
         waiter = self._recv_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            waiter.wake()
 
     def _wake_drain_waiters(self) -> None:
         waiters = self._drain_waiters
@@ -789,7 +1089,7 @@ class Connection(asyncio.Protocol):
         if self._lost or self._transport is None:
             return
         self.logger.info("%r: peer read nothing for %s s; dropping the connection", self, self.write_timeout)
-        if self._core.state is State.OPEN:
+        if self._core.state is _OPEN:
             self._core.fail(1008, "peer stopped reading")
             self._core.data_to_send()  # unsendable: the buffer is full
         self._transport.abort()
@@ -808,7 +1108,7 @@ class Connection(asyncio.Protocol):
 
     def _expire(self, reason: str) -> None:
         self._expire_handle = None
-        if not self._lost and self._core.state is State.OPEN:
+        if not self._lost and self._core.state is _OPEN:
             self.logger.info("%r: %s; closing with 1008", self, reason)
             self._start_close(1008, reason)
 
@@ -823,7 +1123,7 @@ class Connection(asyncio.Protocol):
         # One timer per connection: each message only stores a timestamp,
         # and the timer re-arms for whatever time is left.
         self._idle_handle = None
-        if self._lost or self._core.state is not State.OPEN or self.idle_timeout is None:
+        if self._lost or self._core.state is not _OPEN or self.idle_timeout is None:
             return
         left = self._last_activity + self.idle_timeout - self._loop.time()
         if left > 0:
@@ -841,7 +1141,7 @@ class Connection(asyncio.Protocol):
 
     def _keepalive(self) -> None:
         self._keepalive_handle = None
-        if self._core.state is not State.OPEN or self._lost:
+        if self._core.state is not _OPEN or self._lost:
             return
         try:
             waiter = self.ping()
@@ -862,7 +1162,7 @@ class Connection(asyncio.Protocol):
         waiter.add_done_callback(_done)
 
     def _keepalive_timed_out(self) -> None:
-        if self._core.state is State.OPEN and not self._lost:
+        if self._core.state is _OPEN and not self._lost:
             self.logger.info("%r: no pong within %s s; failing the connection", self, self.ping_timeout)
             self._fail(1011, "keepalive ping timeout")
 

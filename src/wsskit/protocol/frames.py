@@ -1,24 +1,35 @@
 """Frame encoding and strict frame parsing (RFC 6455 §5).
 
-The parser works on a ``bytearray`` the connection appends to, and yields
-plain tuples so a frame costs no object of its own.
+:func:`parse_frames` parses every complete frame in a buffer in one call,
+straight from the ``bytes``, ``bytearray`` or ``memoryview`` it is given (one
+copy per payload, unmasked on the way), and returns payloads with their first
+header byte in a flat list, so a frame costs no object but its payload. It is
+the C version from ``wsskit._speedups`` when that is built (see
+:mod:`wsskit.protocol.mask`), else :func:`parse_frames_py`, its pure-Python
+twin. :class:`FrameParser` wraps it as a generator of :data:`RawFrame` tuples.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import struct
 from collections.abc import Generator
 from enum import IntEnum
 
 from ..exceptions import LocalProtocolError, PayloadTooBig, RemoteProtocolError
-from .mask import apply_mask
+from .mask import apply_mask, apply_mask_py, speedups
 
 __all__ = [
     "Opcode",
     "FrameParser",
     "RawFrame",
+    "parse_frames",
+    "parse_frames_py",
+    "frame_size",
+    "raise_violation",
     "encode_frame",
+    "mask_key",
     "encode_close",
     "decode_close",
     "is_valid_received_close_code",
@@ -55,6 +66,36 @@ _unpack_u64 = struct.Struct("!Q").unpack_from
 RawFrame = tuple[bool, bool, int, bytes]
 
 
+# Masking keys, drawn from os.urandom() in batches: one system call per
+# _KEYS_PER_DRAW frames instead of one per frame. deque.popleft() is atomic,
+# so threads never share a key; a forked child starts with no keys, so it
+# never repeats its parent's.
+_KEYS_PER_DRAW = 256
+_keys: collections.deque[bytes] = collections.deque()
+
+
+def _forget_keys() -> None:
+    _keys.clear()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_forget_keys)
+
+
+def mask_key() -> bytes:
+    """Return a fresh 4-byte masking key from :func:`os.urandom` (RFC 6455 §5.3).
+
+    Every key is used once; they come from a batch of random bytes drawn at
+    once, which spares a system call per frame.
+    """
+    try:
+        return _keys.popleft()
+    except IndexError:
+        pool = os.urandom(4 * _KEYS_PER_DRAW)
+        _keys.extend(pool[i : i + 4] for i in range(4, len(pool), 4))
+        return pool[:4]
+
+
 def encode_frame(
     opcode: int,
     payload: bytes | bytearray | memoryview,
@@ -66,7 +107,8 @@ def encode_frame(
     """Encode one frame as [header, payload], ready for ``writelines``.
 
     A client (``mask=True``) masks the payload with a fresh key from
-    :func:`os.urandom`, as RFC 6455 §5.3 asks of an unpredictable source.
+    :func:`mask_key` (:func:`os.urandom`), as RFC 6455 §5.3 asks of an
+    unpredictable source.
     """
     length = len(payload)
     first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
@@ -80,7 +122,7 @@ def encode_frame(
         header = _pack_u64(first, mask_bit | 127, length)
     if not mask:
         return [header, payload]
-    key = os.urandom(4)
+    key = mask_key()
     return [header + key, apply_mask(payload, key)]
 
 
@@ -145,14 +187,150 @@ def compressed_limit(limit: int) -> int:
     return limit + limit // 1024 + 64
 
 
-class FrameParser:
-    """Splits a byte buffer into validated frames.
+# Frames after which the next is parsed with the same limits: final text,
+# binary, ping and pong frames (FIN and opcode; RSV1 masked out).
+_SAME_LIMITS_AFTER = frozenset({0x81, 0x82, 0x89, 0x8A})
+
+
+def parse_frames_py(
+    data: bytes | bytearray | memoryview,
+    start: int,
+    expect_masked: bool,
+    allow_rsv1: bool,
+    max_payload: int | None,
+) -> tuple[list[tuple[int, bytes]], int, tuple[int, str] | None]:
+    """Parse the complete frames in ``data`` from offset ``start``.
+
+    Returns ``(frames, end, error)``: ``frames`` is a list of ``(first,
+    payload)`` pairs, the first header byte (FIN, RSV1, opcode) and the
+    unmasked payload as ``bytes``; ``end`` is the offset after the last frame
+    parsed; ``error`` is
+    None, or the ``(close code, reason)`` of the violation found at ``end``
+    (1002, or 1009 for a payload over ``max_payload``). Parsing stops at an
+    incomplete frame, at a violation, and after any frame but a final text,
+    binary, ping or pong frame, since the caller may change the limits then
+    (a fragment's budget) or stop reading (a Close).
 
     ``expect_masked`` is True on a server (clients must mask, RFC 6455 §5.1)
     and False on a client (servers must not). ``allow_rsv1`` is True once an
     extension that uses RSV1 (permessage-deflate) is negotiated.
-    ``max_payload`` bounds a frame's payload; a header that announces more
-    raises :class:`PayloadTooBig` before any payload is buffered.
+    ``max_payload`` bounds a frame's payload (:func:`compressed_limit` of it
+    for a compressed frame); a header that announces more is an error before
+    its payload arrives. Raises :class:`ValueError` for a negative
+    ``max_payload`` or a ``start`` outside ``data``.
+    """
+    if max_payload is not None and max_payload < 0:
+        raise ValueError("max_payload must not be negative")
+    end = len(data)
+    if not 0 <= start <= end:
+        raise ValueError("start is outside the data")
+    frames: list[tuple[int, bytes]] = []
+    pos = start
+    error: tuple[int, str] | None = None
+    while end - pos >= 2:
+        b0 = data[pos]
+        b1 = data[pos + 1]
+        rsv1 = bool(b0 & 0x40)
+        masked = bool(b1 & 0x80)
+        length = b1 & 0x7F
+        error = _check_header(b0, b1, expect_masked, allow_rsv1)
+        if error is not None:
+            break
+        header = 2
+        if length == 126:
+            if end - pos < 4:
+                break
+            (length,) = _unpack_u16(data, pos + 2)
+            header = 4
+            if length < 126:
+                error = (1002, "frame length not in its shortest form")
+                break
+        elif length == 127:
+            if end - pos < 10:
+                break
+            (length,) = _unpack_u64(data, pos + 2)
+            header = 10
+            # RFC 6455 §5.2: the most significant bit of a 64-bit length MUST be 0.
+            if length >> 63:
+                error = (1002, "frame length has its top bit set")
+                break
+            if length < 0x10000:
+                error = (1002, "frame length not in its shortest form")
+                break
+        if max_payload is not None:
+            limit = compressed_limit(max_payload) if rsv1 else max_payload
+            if length > limit:
+                error = (1009, f"frame of {length} bytes exceeds the limit of {max_payload}")
+                break
+        if masked:
+            header += 4
+        payload_start = pos + header
+        if end - payload_start < length:
+            break
+        with memoryview(data) as whole:
+            view = whole[payload_start : payload_start + length]
+            payload = apply_mask_py(view, whole[payload_start - 4 : payload_start]) if masked else bytes(view)
+            view.release()
+        frames.append((b0, payload))
+        pos = payload_start + length
+        if b0 & 0x8F not in _SAME_LIMITS_AFTER:
+            break
+    return frames, pos, error
+
+
+def _check_header(b0: int, b1: int, expect_masked: bool, allow_rsv1: bool) -> tuple[int, str] | None:
+    # The header checks that need only the first two bytes, in the order the
+    # C twin makes them, so both report the same first violation.
+    opcode = b0 & 0x0F
+    rsv1 = b0 & 0x40
+    if b0 & 0x30:
+        return 1002, "reserved bits RSV2/RSV3 set without an extension"
+    if rsv1 and not allow_rsv1:
+        return 1002, "reserved bit RSV1 set without an extension"
+    if opcode not in _KNOWN_OPCODES:
+        return 1002, f"reserved opcode {opcode:#x}"
+    if opcode >= 0x8:
+        # RFC 6455 §5.5: control frames are not fragmented and carry 125 bytes or less.
+        if not b0 & 0x80:
+            return 1002, "fragmented control frame"
+        if b1 & 0x7F > MAX_CONTROL_PAYLOAD:
+            return 1002, "control frame payload over 125 bytes"
+        # RFC 7692 §6: RSV1 marks a compressed message, never a control frame.
+        if rsv1:
+            return 1002, "RSV1 set on a control frame"
+    if bool(b1 & 0x80) != expect_masked:
+        if expect_masked:
+            return 1002, "client frame is not masked"
+        return 1002, "server frame is masked"
+    return None
+
+
+parse_frames = parse_frames_py if speedups is None else speedups.parse_frames
+
+
+def frame_size(payload_length: int, masked: bool) -> int:
+    """The size on the wire of a frame with this payload (its length in the shortest form)."""
+    header = 2 if payload_length < 126 else 4 if payload_length < 0x10000 else 10
+    return header + (4 if masked else 0) + payload_length
+
+
+def raise_violation(error: tuple[int, str]) -> None:
+    """Raise the exception for a violation :func:`parse_frames` reported.
+
+    :class:`PayloadTooBig` for 1009, :class:`RemoteProtocolError` otherwise.
+    """
+    code, reason = error
+    if code == 1009:
+        raise PayloadTooBig(reason)
+    raise RemoteProtocolError(reason, code)
+
+
+class FrameParser:
+    """Splits a byte buffer into validated frames, one :data:`RawFrame` at a time.
+
+    ``expect_masked``, ``allow_rsv1`` and ``max_payload`` are as for
+    :func:`parse_frames`; they may change between frames (the next frame
+    is parsed with the values they have when it is asked for).
     """
 
     __slots__ = ("allow_rsv1", "expect_masked", "max_payload")
@@ -167,76 +345,21 @@ class FrameParser:
 
         Raises :class:`RemoteProtocolError` (close 1002) or :class:`PayloadTooBig`
         (close 1009) at the first invalid frame; the frames before it have been
-        yielded already.
+        yielded (and removed) already.
         """
         pos = 0
-        end = len(buf)
         try:
-            while end - pos >= 2:
-                b0 = buf[pos]
-                b1 = buf[pos + 1]
-                fin = bool(b0 & 0x80)
-                rsv1 = bool(b0 & 0x40)
-                opcode = b0 & 0x0F
-                masked = bool(b1 & 0x80)
-                length = b1 & 0x7F
-                self._check_header(b0, opcode, fin, rsv1, masked, length)
-                header = 2
-                if length == 126:
-                    if end - pos < 4:
-                        break
-                    (length,) = _unpack_u16(buf, pos + 2)
-                    header = 4
-                    if length < 126:
-                        raise RemoteProtocolError("frame length not in its shortest form", 1002)
-                elif length == 127:
-                    if end - pos < 10:
-                        break
-                    (length,) = _unpack_u64(buf, pos + 2)
-                    header = 10
-                    # RFC 6455 §5.2: the most significant bit of a 64-bit length MUST be 0.
-                    if length >> 63:
-                        raise RemoteProtocolError("frame length has its top bit set", 1002)
-                    if length < 0x10000:
-                        raise RemoteProtocolError("frame length not in its shortest form", 1002)
-                limit = self.max_payload
-                if rsv1 and limit is not None:
-                    limit = compressed_limit(limit)
-                if limit is not None and length > limit:
-                    raise PayloadTooBig(f"frame of {length} bytes exceeds the limit of {self.max_payload}")
-                if masked:
-                    header += 4
-                if end - pos < header + length:
+            while True:
+                frames, _, error = parse_frames(
+                    buf, pos, self.expect_masked, self.allow_rsv1, self.max_payload
+                )
+                for first, payload in frames:
+                    pos += frame_size(len(payload), self.expect_masked)
+                    yield bool(first & 0x80), bool(first & 0x40), first & 0x0F, payload
+                if error is not None:
+                    raise_violation(error)
+                if not frames:
                     break
-                start = pos + header
-                if masked:
-                    key = bytes(buf[start - 4 : start])
-                    payload = apply_mask(memoryview(buf)[start : start + length], key)
-                else:
-                    payload = bytes(buf[start : start + length])
-                pos = start + length
-                yield fin, rsv1, opcode, payload
         finally:
             if pos:
                 del buf[:pos]
-
-    def _check_header(self, b0: int, opcode: int, fin: bool, rsv1: bool, masked: bool, length: int) -> None:
-        if b0 & 0x30:
-            raise RemoteProtocolError("reserved bits RSV2/RSV3 set without an extension", 1002)
-        if rsv1 and not self.allow_rsv1:
-            raise RemoteProtocolError("reserved bit RSV1 set without an extension", 1002)
-        if opcode not in _KNOWN_OPCODES:
-            raise RemoteProtocolError(f"reserved opcode {opcode:#x}", 1002)
-        if opcode >= 0x8:
-            # RFC 6455 §5.5: control frames are not fragmented and carry 125 bytes or less.
-            if not fin:
-                raise RemoteProtocolError("fragmented control frame", 1002)
-            if length > MAX_CONTROL_PAYLOAD:
-                raise RemoteProtocolError("control frame payload over 125 bytes", 1002)
-            # RFC 7692 §6: RSV1 marks a compressed message, never a control frame.
-            if rsv1:
-                raise RemoteProtocolError("RSV1 set on a control frame", 1002)
-        if masked != self.expect_masked:
-            if self.expect_masked:
-                raise RemoteProtocolError("client frame is not masked", 1002)
-            raise RemoteProtocolError("server frame is masked", 1002)
