@@ -160,6 +160,67 @@ async def test_other_sends_wait_for_a_fragmented_message() -> None:
         assert await ws.recv() == "other"
 
 
+async def test_fragmented_sends_started_together_do_not_interleave() -> None:
+    # Each source waits before its first fragment, so both sends pass the
+    # turn check before either claims the connection.
+    release = asyncio.get_running_loop().create_future()
+
+    async def first() -> AsyncIterator[str]:
+        await asyncio.sleep(0)
+        yield "a1 "
+        await release
+        yield "a2"
+
+    async def second() -> AsyncIterator[str]:
+        await asyncio.sleep(0)
+        yield "b1 "
+        yield "b2"
+
+    async with running() as (_, ws):
+        one = asyncio.create_task(ws.send(first()))
+        two = asyncio.create_task(ws.send(second()))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        release.set_result(None)
+        await asyncio.wait_for(asyncio.gather(one, two), TIMEOUT)
+        assert {await ws.recv(), await ws.recv()} == {"a1 a2", "b1 b2"}
+        assert ws.state is State.OPEN
+
+
+async def test_a_send_woken_from_a_full_buffer_waits_for_a_fragmented_message() -> None:
+    # A send that waited for the write buffer to drain must look again for
+    # a fragmented message that began while it was waking up.
+    loop = asyncio.get_running_loop()
+    release = loop.create_future()
+
+    async def slow() -> AsyncIterator[str]:
+        yield "f1 "
+        await release
+        yield "f2"
+
+    async with running() as (_, ws):
+        ws.pause_writing()  # as asyncio does when the buffer is over write_limit
+        whole = asyncio.create_task(ws.send("whole"))
+        await asyncio.sleep(0)  # waits for the buffer to drain
+        go = loop.create_future()
+
+        async def fragmented() -> None:
+            await go
+            await ws.send(slow())
+
+        streaming = asyncio.create_task(fragmented())
+        await asyncio.sleep(0)
+        go.set_result(None)  # the fragmented send runs first...
+        ws.resume_writing()  # ...then the woken whole send
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not whole.done()
+        release.set_result(None)
+        await asyncio.wait_for(asyncio.gather(whole, streaming), TIMEOUT)
+        assert await ws.recv() == "f1 f2"
+        assert await ws.recv() == "whole"
+
+
 async def test_mixed_fragments_fail_the_connection() -> None:
     recorder = Recorder()
     async with running(recorder) as (_, ws):

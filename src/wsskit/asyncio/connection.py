@@ -547,12 +547,7 @@ class Connection(asyncio.Protocol):
             if self._writing_paused:
                 await self._drain()
             return
-        while self._fragmenting is not None:
-            await asyncio.shield(self._fragmenting)
-        if self._writing_paused:
-            # Wait before writing too, so that many tasks sending at once
-            # cannot pile message after message onto a full buffer.
-            await self._drain()
+        await self._wait_turn()
         if isinstance(message, (str, *_BYTES_LIKE)):
             self._write_message(message)
         elif isinstance(message, Mapping):
@@ -567,6 +562,20 @@ class Connection(asyncio.Protocol):
             raise TypeError(f"cannot send {type(message).__name__}; send str, bytes or fragments")
         if self._writing_paused:
             await self._drain()
+
+    async def _wait_turn(self) -> None:
+        # Wait until no fragmented message is being sent and the write
+        # buffer is under its limit, both at once: after waiting for one,
+        # the other may have changed (another task took its turn meanwhile),
+        # so check both again. Waiting on a full buffer before writing also
+        # keeps many tasks sending at once from piling messages onto it.
+        while True:
+            if self._fragmenting is not None:
+                await asyncio.shield(self._fragmenting)
+            elif self._writing_paused:
+                await self._drain()
+            else:
+                return
 
     async def _send_fragments(self, fragments: Iterator[DataLike]) -> None:
         # Look one fragment ahead so the last one carries FIN: no empty frame.
@@ -602,6 +611,9 @@ class Connection(asyncio.Protocol):
         except StopAsyncIteration:
             return
         event_type = _event_type(first)
+        # Another send may have begun while the source produced its first
+        # fragment: wait for the turn again before claiming the connection.
+        await self._wait_turn()
         self._fragmenting = self._loop.create_future()
         started = False
         try:
