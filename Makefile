@@ -73,4 +73,4 @@ fuzz: venv
 	$(PY) fuzz/run.py --seconds $(FUZZ_SECONDS) $(ARGS)
 
 clean:
-	rm -rf $(VENV) build dist .coverage .coverage.xml .pytest_cache .mypy_cache .ruff_cache compliance/reports
+	rm -rf $(VENV) $(BENCH_VENV) build dist .coverage .coverage.xml .pytest_cache .mypy_cache .ruff_cache compliance/reports
