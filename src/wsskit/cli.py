@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import math
 import os
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .asyncio import loops
 
 __all__ = ["main"]
 
@@ -173,6 +173,11 @@ def _parser() -> argparse.ArgumentParser:
         help="Pings answered per second per connection (default 10); more get no Pong",
     )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    serve.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        help="event loop: auto (default, or $WSSKIT_LOOP) takes uvloop when installed (wsskit[speed])",
+    )
 
     cert = commands.add_parser("cert", help="make or show the local development CA and certificate")
     cert.add_argument("--dir", type=Path, help="where the dev CA lives (default: the user's data folder)")
@@ -251,7 +256,9 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"wsskit: error: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(run(config))
+        loop = loops.loop_name(getattr(args, "loop", None))
+        logging.getLogger("wsskit.app").info("event loop: %s", loop)
+        loops.run(run(config), loop=loop)
     except ValueError as exc:  # a malformed --allow-origin or --backplane
         print(f"wsskit: error: {exc}", file=sys.stderr)
         return 2

@@ -64,6 +64,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from .asyncio import loops
 from .asyncio.client import ClientConnection, connect
 from .exceptions import (
     ConnectionClosed,
@@ -911,6 +912,6 @@ def run_connect(args: argparse.Namespace) -> int:
         print(INSECURE_WARNING, file=sys.stderr, flush=True)
     client = _Client(args, wsuri, context)
     try:
-        return asyncio.run(client.run())
+        return loops.run(client.run())
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from ..asyncio import loops
 from ..exceptions import InvalidState
 
 __all__ = ["LoopThread", "shared_loop"]
@@ -47,7 +48,8 @@ class LoopThread:
     """
 
     def __init__(self, name: str = "wsskit-loop") -> None:
-        self.loop = asyncio.new_event_loop()
+        # uvloop when installed (or as $WSSKIT_LOOP says): see wsskit.asyncio.loops.
+        self.loop = loops.new_event_loop()
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._thread.start()
