@@ -96,7 +96,7 @@ _pending: set[asyncio.Future[None]] = set()  # tasks stay referenced until done
 
 
 def _send_without_waiting(connections: set[Any], message: bytes) -> None:
-    """The stand-in for ``wsskit.asyncio.broadcast`` until wsskit has one.
+    """The stand-in for ``wsskit.asyncio.broadcast`` in a wsskit that has none (an older tree).
 
     ``send`` is a coroutine that frames and writes the message at once and
     only waits when the connection's write buffer is full. Stepping each

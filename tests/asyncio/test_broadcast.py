@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import socket
 import zlib
@@ -12,11 +13,12 @@ from typing import Any
 
 import pytest
 
-import wsskit.asyncio.broadcast
 from tests.asyncio.raw import port_of, raw_client, read_frame, read_head
-from wsskit.asyncio import ClientConnection, ServerConnection, connect, serve
-from wsskit.asyncio.broadcast import BroadcastResult, broadcast
+from wsskit.asyncio import BroadcastResult, ClientConnection, ServerConnection, broadcast, connect, serve
 from wsskit.protocol.handshake import make_key
+
+# The module itself: the package's ``broadcast`` attribute is the function.
+broadcast_module = importlib.import_module("wsskit.asyncio.broadcast")
 
 TIMEOUT = 10
 
@@ -77,7 +79,7 @@ async def test_every_open_connection_gets_the_message() -> None:
 
 async def test_the_message_is_framed_once_for_all_plain_connections(monkeypatch: pytest.MonkeyPatch) -> None:
     framed: list[object] = []
-    real_encode_frame = wsskit.asyncio.broadcast.encode_frame
+    real_encode_frame = broadcast_module.encode_frame
 
     def counting_encode_frame(*args: Any, **kwargs: Any) -> Any:
         framed.append(args)
@@ -89,7 +91,7 @@ async def test_the_message_is_framed_once_for_all_plain_connections(monkeypatch:
         for connection in hub.connections:
             core = connection._core
             monkeypatch.setattr(core, "send_message", lambda data, core=core: per_connection.append(data))
-        monkeypatch.setattr(wsskit.asyncio.broadcast, "encode_frame", counting_encode_frame)
+        monkeypatch.setattr(broadcast_module, "encode_frame", counting_encode_frame)
         assert broadcast(hub.connections, b"once") == BroadcastResult(sent=4)
         assert len(framed) == 1 and per_connection == []
         for ws in receivers:

@@ -1,4 +1,4 @@
-"""The asyncio front end: :func:`connect`, :func:`serve` and their connections.
+"""The asyncio front end: :func:`connect`, :func:`serve`, their connections, :func:`broadcast`.
 
 Both drive the sans-I/O core in :mod:`wsskit.protocol` from an
 :class:`asyncio.Protocol`.
@@ -6,6 +6,7 @@ Both drive the sans-I/O core in :mod:`wsskit.protocol` from an
 
 from __future__ import annotations
 
+from .broadcast import BroadcastResult, broadcast
 from .client import ClientConnection, connect
 from .connection import Connection, Data, DataLike
 from .server import Server, ServerConnection, serve
@@ -13,6 +14,8 @@ from .server import Server, ServerConnection, serve
 __all__ = [
     "connect",
     "serve",
+    "broadcast",
+    "BroadcastResult",
     "Server",
     "Connection",
     "ClientConnection",
