@@ -35,6 +35,7 @@ from .connection import (
     _deflate_options,
     _limits,
 )
+from .tls_transport import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, tls_server_factory
 
 __all__ = [
     "Guard",
@@ -48,9 +49,15 @@ __all__ = [
     "ProcessRequest",
     "SelectSubprotocol",
     "SERVER_HEADER",
+    "TLS_TRANSPORTS",
 ]
 
 logger = logging.getLogger("wsskit.server")
+
+#: The values of ``serve(tls_transport=...)``: ``"wsskit"`` (the default) runs
+#: TLS in :mod:`wsskit.asyncio.tls_transport`, light on memory; ``"asyncio"``
+#: uses the event loop's own TLS (``create_server(ssl=...)``).
+TLS_TRANSPORTS = ("wsskit", "asyncio")
 
 #: The default ``Server`` header.
 SERVER_HEADER = f"wsskit/{__version__}"
@@ -281,7 +288,11 @@ class Server:
         connection_limiter: ConnectionLimiter | None = None,
         message_limiter: Callable[[], MessageLimiter] | None = None,
         ping_limiter: Callable[[], PingLimiter] | None = None,
+        tls_transport: str = "wsskit",
     ) -> None:
+        if tls_transport not in TLS_TRANSPORTS:
+            raise ValueError(f"tls_transport must be one of {TLS_TRANSPORTS}, not {tls_transport!r}")
+        self._tls_transport = tls_transport
         self._handler = handler
         self._subprotocols = tuple(subprotocols or ())
         self._select_subprotocol = select_subprotocol
@@ -319,9 +330,25 @@ class Server:
     async def _start(self, host: str | Sequence[str] | None, port: int | None, **kwargs: Any) -> Server:
         loop = asyncio.get_running_loop()
         self._closed = loop.create_future()
-        if kwargs.get("ssl") is not None and self._open_timeout is not None:
+        context = kwargs.get("ssl")
+        factory: Callable[[], asyncio.BaseProtocol] = self._make_connection
+        if context is not None and self._tls_transport == "wsskit":
+            # TLS of our own over the plain TCP transport: the open timeout
+            # bounds the handshake, as ssl_handshake_timeout does below.
+            kwargs["ssl"] = None
+            handshake_timeout = kwargs.pop("ssl_handshake_timeout", self._open_timeout)
+            if handshake_timeout is None:
+                handshake_timeout = DEFAULT_HANDSHAKE_TIMEOUT
+            shutdown_timeout = kwargs.pop("ssl_shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT)
+            factory = tls_server_factory(
+                self._make_connection,
+                context,
+                handshake_timeout=handshake_timeout,
+                shutdown_timeout=shutdown_timeout,
+            )
+        elif context is not None and self._open_timeout is not None:
             kwargs.setdefault("ssl_handshake_timeout", self._open_timeout)
-        self._server = await loop.create_server(self._make_connection, host, port, **kwargs)
+        self._server = await loop.create_server(factory, host, port, **kwargs)
         return self
 
     def _make_connection(self) -> ServerConnection:
@@ -566,6 +593,7 @@ def serve(
     server_header: str | None = SERVER_HEADER,
     sock: socket.socket | None = None,
     reuse_port: bool = False,
+    tls_transport: str = "wsskit",
     **create_server_kwargs: Any,
 ) -> _Serve:
     """Serve WebSocket connections on ``host``:``port`` with ``handler``.
@@ -576,6 +604,11 @@ def serve(
     with 1000, when it raises the traceback is logged and it closes with 1011.
 
     - ``ssl``: a server TLS context (see :func:`wsskit.tls.server_context`).
+    - ``tls_transport``: who runs TLS. ``"wsskit"`` (the default):
+      :mod:`wsskit.asyncio.tls_transport`, about 30 KiB per idle connection
+      where asyncio's TLS holds about 290 KiB, and failed handshakes get
+      their TLS alert; ``"asyncio"``: the event loop's own TLS, as
+      ``create_server(ssl=...)`` runs it (the way back if ours misbehaves).
     - ``process_request(connection, request)``, sync or async, may return a
       :class:`~wsskit.protocol.events.Reject` to answer as plain HTTP (a 404,
       a health page); None goes on. A request that is no valid upgrade (a
@@ -629,6 +662,7 @@ def serve(
         connection_limiter=connection_limiter,
         message_limiter=message_limiter,
         ping_limiter=ping_limiter,
+        tls_transport=tls_transport,
     )
     kwargs = dict(create_server_kwargs, ssl=ssl, sock=sock)
     if reuse_port:
