@@ -59,7 +59,20 @@ def nats_harness(server: NatsServer) -> BackplaneHarness:
     async def lose_history() -> None:
         await _restart_without_data(server, [n for n in harness.nodes if isinstance(n, NatsBackplane)])
 
-    harness = BackplaneHarness(lambda: _node(server), lose_history, skip=pytest.skip)
+    async def stop_broker() -> None:
+        server.stop()
+
+    async def start_broker() -> None:
+        server.start()  # with its data
+
+    harness = BackplaneHarness(
+        lambda: _node(server),
+        lose_history,
+        skip=pytest.skip,
+        stop_broker=stop_broker,
+        start_broker=start_broker,
+        restart_losing_history=lose_history,
+    )
     return harness
 
 

@@ -12,6 +12,17 @@ position), answers with it, and then flushes the buffer, dropping what the
 history already held (offsets at or below the answer's). A publication made
 while the history was read is thus sent once, after the history, in order.
 
+Broker outages: :meth:`Hub.start` with ``retry=True`` does not fail when the
+broker is unreachable; it keeps trying in the background (capped, jittered
+exponential backoff) and :attr:`Hub.ready` turns True once connected. While the
+hub is not ready, commands that need the broker fail with error 108 and
+:meth:`Hub.publish` raises :class:`~wsskit.exceptions.BackplaneError`: nothing
+succeeds silently. When the backplane reports a
+:class:`~wsskit.channels.backplanes.base.Reset` on a channel (it came back from
+an outage and cannot prove it missed nothing), every session subscribed to
+that channel is closed with 4002 (insufficient state): its client resumes and
+learns ``recovered: false`` when publications were lost.
+
 Each connection has a bounded queue of outgoing messages. A connection that
 does not read fast enough to keep it from overflowing is closed with 4000
 (slow consumer, reconnect): it resumes from its last offset like any other.
@@ -22,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +47,7 @@ from .backplanes.base import (
     Join,
     Leave,
     Publication,
+    Reset,
     StreamPosition,
 )
 from .namespaces import Namespace, Namespaces, Permission, allowed
@@ -116,7 +129,9 @@ class Hub:
     ``token_key`` (32 bytes or more) verifies channel tokens; it is required
     when a namespace uses the ``"token"`` permission. With
     ``require_subprotocol`` (the default) a connection that did not negotiate
-    ``wsskit.channels.v1`` is closed with 4008.
+    ``wsskit.channels.v1`` is closed with 4008. ``retry_delay`` and
+    ``retry_max_delay`` (seconds) bound the backoff of :meth:`start` with
+    ``retry=True``.
 
     Use ``async with Hub(...) as hub:`` or :meth:`start` and :meth:`close`.
     """
@@ -129,7 +144,11 @@ class Hub:
         token_key: bytes | None = None,
         limits: HubLimits = HubLimits(),
         require_subprotocol: bool = True,
+        retry_delay: float = 0.5,
+        retry_max_delay: float = 15.0,
     ) -> None:
+        if not (0 < retry_delay <= retry_max_delay):
+            raise ValueError("retry_delay must be positive and at most retry_max_delay")
         self.backplane = backplane
         self.namespaces = namespaces if isinstance(namespaces, Namespaces) else Namespaces(namespaces)
         if token_key is not None and len(token_key) < 32:
@@ -142,24 +161,105 @@ class Hub:
         self.stats = HubStats()
         self._channels: dict[str, _LocalChannel] = {}
         self._sessions: set[ChannelSession] = set()
+        self.retry_delay = retry_delay
+        self.retry_max_delay = retry_max_delay
         self._closing = False
+        self._started = False
+        self._connected = asyncio.Event()
+        self._starter: asyncio.Task[None] | None = None
 
     #: The subprotocol to pass to ``serve(subprotocols=...)``.
     subprotocols: tuple[str, ...] = (SUBPROTOCOL,)
 
-    async def start(self) -> None:
-        """Start the backplane. Raises :class:`~wsskit.exceptions.BackplaneError`."""
+    async def start(self, *, retry: bool = False) -> None:
+        """Start the backplane (connect to the broker).
+
+        Without ``retry``, raises :class:`~wsskit.exceptions.BackplaneError`
+        when the broker is unreachable. With ``retry``, never raises for that:
+        after a failed first attempt it returns and keeps trying in the
+        background, waiting between attempts a jittered delay that doubles from
+        ``retry_delay`` up to ``retry_max_delay``, logging each failure once at
+        WARNING with the next delay, until it connects (:attr:`ready` turns
+        True, :meth:`wait_started` returns) or :meth:`close` is called.
+        """
         self._closing = False
-        await self.backplane.start()
+        if self._started or self._starter is not None:
+            return
+        if not retry:
+            await self.backplane.start()
+            self._now_started()
+            return
+        try:
+            await self.backplane.start()
+        except (BackplaneError, OSError) as exc:
+            delay = self._retry_delay(0)
+            logger.warning("channels: the broker is unreachable (%s); retrying in %.1f s", exc, delay)
+            self._starter = asyncio.create_task(self._keep_starting(delay), name="wsskit-hub-start")
+            return
+        self._now_started()
+
+    def _retry_delay(self, attempt: int) -> float:
+        # Equal jitter: half the capped exponential delay, plus up to as much
+        # again at random, so nodes restarted together do not retry in step.
+        cap = min(self.retry_max_delay, self.retry_delay * 2.0 ** min(attempt, 32))
+        return cap / 2 + random.uniform(0, cap / 2)  # noqa: S311 - a timer, not a secret
+
+    async def _keep_starting(self, delay: float) -> None:
+        attempt = 0
+        while True:
+            await asyncio.sleep(delay)  # a backoff timer, not a synchronisation
+            attempt += 1
+            try:
+                await self.backplane.start()
+            except (BackplaneError, OSError) as exc:
+                delay = self._retry_delay(attempt)
+                logger.warning("channels: the broker is unreachable (%s); retrying in %.1f s", exc, delay)
+                continue
+            except Exception:
+                delay = self._retry_delay(attempt)
+                logger.exception("channels: starting the backplane failed; retrying in %.1f s", delay)
+                continue
+            self._starter = None
+            self._now_started()
+            logger.info("channels: connected to the broker after %d failed attempts", attempt)
+            return
+
+    def _now_started(self) -> None:
+        self._started = True
+        self._connected.set()
+
+    async def wait_started(self) -> None:
+        """Wait until the first connection to the broker succeeded (see :meth:`start`)."""
+        await self._connected.wait()
+
+    def _check_started(self) -> None:
+        # Before the first connection, the backplane cannot even be asked.
+        if not self._started:
+            raise BackplaneError("channels are unavailable: the broker is unreachable (retrying)")
+
+    @property
+    def ready(self) -> bool:
+        """True while the backplane is connected and usable.
+
+        False before the first successful connection to the broker, during an
+        outage, and once closed. Cheap (no round trip): for readiness probes.
+        """
+        return self._started and not self._closing and self.backplane.ready
 
     async def close(self) -> None:
         """Close every connection with 4001 (shutdown, reconnect), then the backplane."""
         self._closing = True
+        starter, self._starter = self._starter, None
+        if starter is not None:
+            starter.cancel()
+            await asyncio.gather(starter, return_exceptions=True)
         sessions = list(self._sessions)
         for session in sessions:
             session.disconnect(CLOSE_SHUTDOWN, flush=True)
         await asyncio.gather(*(session.wait_closed() for session in sessions), return_exceptions=True)
         await self.backplane.close()
+        self._started = False
+        self._connected.clear()
 
     async def __aenter__(self) -> Hub:
         await self.start()
@@ -187,6 +287,7 @@ class Hub:
         """
         namespace = self.namespace(channel)
         pub_push(channel, 0, "", data)  # fails early on NaN or unserializable data
+        self._check_started()
         publication = await self.backplane.publish(
             channel, data, idempotency_key=idempotency_key, retention=namespace.retention
         )
@@ -198,11 +299,13 @@ class Hub:
     ) -> HistoryResult:
         """Read ``channel``'s history (see :meth:`Backplane.history`)."""
         self.namespace(channel)
+        self._check_started()
         return await self.backplane.history(channel, since=since, limit=limit)
 
     async def presence(self, channel: str) -> Sequence[ClientInfo]:
         """Who is subscribed to ``channel`` (a namespace with ``presence=True``)."""
         self.namespace(channel)
+        self._check_started()
         return await self.backplane.presence(channel)
 
     # -- serving ----------------------------------------------------------------------
@@ -224,6 +327,7 @@ class Hub:
     # -- one backplane subscription per channel on this node ----------------------------
 
     async def _attach(self, channel: str, session: ChannelSession) -> None:
+        self._check_started()
         local = self._channels.get(channel)
         if local is None:
             local = self._channels[channel] = _LocalChannel()
@@ -261,6 +365,12 @@ class Hub:
         local = self._channels.get(channel)
         if local is None:
             return
+        if isinstance(delivery, Reset) and local.sessions:
+            logger.warning(
+                "channels: %r may have lost publications (broker outage); closing %d session(s) with 4002",
+                channel,
+                len(local.sessions),
+            )
         for session in list(local.sessions):
             session._deliver(channel, delivery)
 
@@ -469,6 +579,7 @@ class ChannelSession:
         namespace = self._namespace(id, channel)
         await self._check(id, namespace.publish, channel, command.token)
         try:
+            self.hub._check_started()
             publication = await self.hub.backplane.publish(
                 channel, command.data, idempotency_key=command.idempotency_key, retention=namespace.retention
             )
@@ -487,6 +598,7 @@ class ChannelSession:
         limit = command.limit if command.limit is not None else self.hub.limits.wire.max_history_limit
         since = None if command.since is None else StreamPosition(command.since.offset, command.since.epoch)
         try:
+            self.hub._check_started()
             history = await self.hub.backplane.history(channel, since=since, limit=limit)
         except BackplaneError as exc:
             logger.warning("%r: history of %r failed: %s", self, channel, exc)
@@ -502,6 +614,7 @@ class ChannelSession:
             raise CommandError(id, ErrorCode.BAD_REQUEST, "presence is off in this namespace")
         await self._check(id, namespace.presence_permission, channel, command.token)
         try:
+            self.hub._check_started()
             clients = await self.hub.backplane.presence(channel)
         except BackplaneError as exc:
             logger.warning("%r: presence of %r failed: %s", self, channel, exc)
@@ -514,6 +627,11 @@ class ChannelSession:
         # Called by the hub for each delivery of a channel this session is in.
         subscription = self._subscriptions.get(channel)
         if subscription is None or self._closing is not None:
+            return
+        if isinstance(delivery, Reset):
+            # The backplane cannot vouch for continuity: the client must resume
+            # from its position and learn whether anything was lost.
+            self.disconnect(CLOSE_INSUFFICIENT_STATE, flush=True)
             return
         if subscription.buffer is not None:
             subscription.buffer.append(delivery)

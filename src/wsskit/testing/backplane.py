@@ -12,9 +12,13 @@ Use it under pytest (with pytest-asyncio in auto mode) by subclassing
             await harness.aclose()
 
 The harness makes *nodes*: started backplanes sharing one broker, as two
-server processes share one Redis. It also restarts the broker without
-persistence and, when the backplane's clock can be driven, moves time forward
-(TTL tests are skipped otherwise). Channel names are random per test so a
+server processes share one Redis. It also loses the broker's history and, when
+the backplane's clock can be driven, moves time forward (TTL tests are skipped
+otherwise). When it can stop and start the broker, and restart it without its
+data while nodes stay up, the outage tests run too (skipped otherwise): the
+node is not :attr:`~Backplane.ready` and refuses with BackplaneError while the
+broker is down, heals by itself, and never leaves a silent gap (a subscriber
+sees the stream continue, or a :class:`Reset` first). Channel names are random per test so a
 shared broker needs no flushing between tests.
 
 This module imports nothing from pytest: a test that cannot run for a harness
@@ -36,13 +40,14 @@ from ..channels.backplanes.base import (
     Join,
     Leave,
     Publication,
+    Reset,
     Retention,
     StreamPosition,
 )
 from ..channels.backplanes.memory import MemoryBackplane, MemoryStore
 from ..exceptions import BackplaneError
 
-__all__ = ["ManualClock", "BackplaneHarness", "memory_harness", "BackplaneConformance", "Inbox"]
+__all__ = ["ManualClock", "BackplaneHarness", "memory_harness", "BackplaneConformance", "Inbox", "wait_until"]
 
 #: How long a test waits for a live delivery before failing: an upper bound
 #: only, generous for a loaded 2-core CI machine where a broker's contended
@@ -74,6 +79,10 @@ class BackplaneHarness:
     ``advance(seconds)``, when not None, moves the broker's clock forward;
     ``skip(reason)`` is called by tests the harness cannot run (pass
     ``pytest.skip``); it defaults to doing nothing, and the test returns.
+    ``stop_broker()`` and ``start_broker()``, when not None, play an outage
+    (the broker may come back with or without its data);
+    ``restart_losing_history()``, when not None, restarts the broker without
+    its data while the nodes stay up (they reconnect by themselves).
     """
 
     make_node: Callable[[], Backplane]
@@ -81,6 +90,9 @@ class BackplaneHarness:
     advance: Callable[[float], Awaitable[None]] | None = None
     skip: Callable[[str], object] = lambda reason: None
     nodes: list[Backplane] = field(default_factory=list)
+    stop_broker: Callable[[], Awaitable[None]] | None = None
+    start_broker: Callable[[], Awaitable[None]] | None = None
+    restart_losing_history: Callable[[], Awaitable[None]] | None = None
 
     async def node(self) -> Backplane:
         """A started backplane on the shared broker, closed by :meth:`aclose`."""
@@ -107,7 +119,23 @@ def memory_harness(*, clock: ManualClock | None = None) -> BackplaneHarness:
     async def advance(seconds: float) -> None:
         manual.advance(seconds)
 
-    return BackplaneHarness(lambda: MemoryBackplane(store), lose_history, advance)
+    async def stop_broker() -> None:
+        store.set_available(False)
+
+    async def start_broker() -> None:
+        store.set_available(True)
+
+    async def restart_losing_history() -> None:
+        store.restart()
+
+    return BackplaneHarness(
+        lambda: MemoryBackplane(store),
+        lose_history,
+        advance,
+        stop_broker=stop_broker,
+        start_broker=start_broker,
+        restart_losing_history=restart_losing_history,
+    )
 
 
 class Inbox:
@@ -131,6 +159,34 @@ class Inbox:
 
     def empty(self) -> bool:
         return self.queue.empty()
+
+
+async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = DELIVERY_TIMEOUT) -> None:
+    """Return once ``predicate()`` is true; raise AssertionError naming ``what`` after ``timeout`` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        await asyncio.sleep(0.02)  # polling a flag, not a timing assertion
+
+
+async def _fails(attempt: Awaitable[Any]) -> bool:
+    try:
+        await attempt
+    except BackplaneError:
+        return True
+    return False
+
+
+async def _until_publication(inbox: Inbox, data: Any) -> tuple[list[Delivery], Publication]:
+    # The deliveries before the publication of ``data``, and that publication.
+    before: list[Delivery] = []
+    while True:
+        _, delivery = await inbox.next()
+        if isinstance(delivery, Publication) and delivery.data == data:
+            return before, delivery
+        before.append(delivery)
 
 
 def _channel(prefix: str = "conf") -> str:
@@ -481,3 +537,88 @@ class BackplaneConformance:
         await node.publish(channel, 1)
         await node.publish(channel, 2)
         assert _offsets([await inbox.publication(), await inbox.publication()]) == [1, 2]
+
+    # -- readiness and outages ----------------------------------------------------------
+
+    async def test_ready_once_started_and_not_after_close(self, harness: BackplaneHarness) -> None:
+        unstarted = harness.make_node()
+        assert unstarted.ready is False
+        node = await harness.node()
+        assert node.ready is True
+        await node.close()
+        assert node.ready is False
+
+    async def test_an_outage_fails_loudly_then_heals(self, harness: BackplaneHarness) -> None:
+        stop, start = harness.stop_broker, harness.start_broker
+        if stop is None or start is None:
+            harness.skip("this harness cannot stop the broker")
+            return
+        node = await harness.node()
+        channel, other = _channel(), _channel()
+        inbox = Inbox()
+        await node.subscribe(channel, inbox)
+        before = await node.publish(channel, "before")
+        assert await inbox.publication() == before
+        await stop()
+        try:
+            await wait_until(lambda: not node.ready, "the node sees the outage")
+            assert await _fails(node.publish(channel, "during"))
+            assert await _fails(node.history(channel))
+            assert await _fails(node.subscribe(other, Inbox()))
+            assert await _fails(node.health())
+        finally:
+            await start()
+        await wait_until(lambda: node.ready, "the node is ready again")
+        await node.health()
+        after = await node.publish(channel, "after")
+        missed, delivered = await _until_publication(inbox, "after")
+        assert delivered == after
+        assert all(not isinstance(d, Publication) or d.data != "during" for d in missed)
+        if after.epoch == before.epoch:
+            # The broker kept its data: the stream simply continues, and
+            # nothing says otherwise.
+            assert after.offset == before.offset + 1
+            assert missed == [], missed
+        else:
+            # It lost it: the subscriber was told before the new stream.
+            assert any(isinstance(d, Reset) for d in missed), missed
+
+    async def test_a_broker_that_loses_history_resets_every_subscription(
+        self, harness: BackplaneHarness
+    ) -> None:
+        restart = harness.restart_losing_history
+        if restart is None:
+            harness.skip("this harness cannot restart the broker")
+            return
+        a, b = await harness.node(), await harness.node()
+        busy, quiet = _channel("busy"), _channel("quiet")
+        busy_inbox, quiet_inbox = Inbox(), Inbox()
+        await a.subscribe(busy, busy_inbox)
+        await a.subscribe(quiet, quiet_inbox)  # nothing delivered: only its start to go by
+        first = await b.publish(busy, "before")
+        assert await busy_inbox.publication() == first
+        await restart()
+        await wait_until(lambda: a.ready and b.ready, "both nodes are ready again")
+        for channel, inbox in ((busy, busy_inbox), (quiet, quiet_inbox)):
+            after = await _publish_when_back(b, channel, "after")
+            missed, delivered = await _until_publication(inbox, "after")
+            assert delivered == after
+            # Never a silent gap: the Reset comes before the new stream's first publication.
+            assert [type(d) for d in missed] == [Reset], (channel, missed)
+            reset = missed[0]
+            assert isinstance(reset, Reset)
+            # Where the stream stood when the node looked: already the new life.
+            assert reset.position is None or reset.position.epoch == after.epoch
+            if channel == busy:
+                assert after.epoch != first.epoch
+
+
+async def _publish_when_back(node: Backplane, channel: str, data: Any) -> Publication:
+    # Right after a restart a pooled connection may still be a dead one: a
+    # failed publish stored nothing, so trying again is safe.
+    for _ in range(5):
+        try:
+            return await node.publish(channel, data)
+        except BackplaneError:
+            await asyncio.sleep(0.1)  # a pause between attempts, not a synchronisation
+    return await node.publish(channel, data)

@@ -19,6 +19,13 @@ implementation:
   ``since.offset`` are no longer retained. It never returns a gap.
 - A subscription is in force when :meth:`Backplane.subscribe` returns: a
   publication made after that is delivered to the callback.
+- A node cut off from the broker reconnects by itself. It then delivers what
+  each subscribed channel missed, in order, from the history; when it cannot
+  prove that nothing was missed (the broker lost the history, or it no longer
+  holds the missed publications), it delivers a :class:`Reset` to the
+  channel's callbacks instead, before any later publication. Never a silent gap.
+- :attr:`Backplane.ready` says, without a round trip, whether the node is
+  connected and usable; operations while it is not raise.
 - Failures of the broker raise :class:`~wsskit.exceptions.BackplaneError`.
 
 Implementations, chosen by :func:`backplane_from_url`: ``memory://``
@@ -40,6 +47,7 @@ __all__ = [
     "ClientInfo",
     "Join",
     "Leave",
+    "Reset",
     "Delivery",
     "DeliveryCallback",
     "HistoryResult",
@@ -92,8 +100,24 @@ class Leave:
     info: ClientInfo
 
 
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """The node cannot vouch that it delivered every publication of the channel.
+
+    Delivered when a node that was cut off from the broker comes back and
+    cannot prove continuity from the last publication it delivered (or from
+    where the subscription started): the broker lost the history (restarted
+    without persistence, stream recreated), or the history no longer holds
+    what the node missed. Publications may have been missed; what comes next
+    may start a new epoch. ``position`` is the stream's position when the node
+    looked, when it could read it.
+    """
+
+    position: StreamPosition | None = None
+
+
 #: What a live subscription receives.
-Delivery = Union[Publication, Join, Leave]
+Delivery = Union[Publication, Join, Leave, Reset]
 
 #: ``callback(channel, delivery)``: called for each delivery, in order. It must
 #: not block nor raise; the backplane logs what it raises and goes on.
@@ -153,6 +177,15 @@ class Backplane(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Drop every subscription and disconnect. Idempotent."""
+
+    @property
+    def ready(self) -> bool:
+        """True while the backplane is started, connected and usable; False otherwise.
+
+        A cheap check (no round trip to the broker) for readiness probes. The
+        default says True; a backplane that can tell better overrides it.
+        """
+        return True
 
     @abc.abstractmethod
     async def health(self) -> None:

@@ -32,6 +32,7 @@ from .base import (
     Join,
     Leave,
     Publication,
+    Reset,
     Retention,
     StreamPosition,
 )
@@ -105,6 +106,19 @@ class MemoryStore:
         """
         self._streams.clear()
         self._presence.clear()
+
+    def restart(self) -> None:
+        """A broker restart without persistence, as connected nodes live it.
+
+        Forgets every stream and presence (:meth:`clear`), then delivers a
+        :class:`~wsskit.channels.backplanes.base.Reset` on every channel each
+        node is subscribed to, as a node reconnecting to a broker that lost
+        its history does.
+        """
+        self.clear()
+        for node in list(self._nodes):
+            for channel in list(node._callbacks):
+                node._deliver(channel, Reset())
 
     # -- internals ----------------------------------------------------------------
 
@@ -223,6 +237,11 @@ class MemoryBackplane(Backplane):
     def subscriptions(self) -> dict[str, int]:
         """How many callbacks this node has subscribed, per channel."""
         return {channel: len(callbacks) for channel, callbacks in self._callbacks.items()}
+
+    @property
+    def ready(self) -> bool:
+        """True once started and while the store is not playing an outage."""
+        return self._started and self.store.available
 
     def _check_started(self) -> None:
         if not self._started:

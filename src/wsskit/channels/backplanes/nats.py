@@ -50,8 +50,11 @@ Resubscription: nats-py resubscribes by itself after a reconnect; the node then
 reads what each subscribed channel missed from JetStream (after the last
 publication it delivered, or the position read when it subscribed) and
 delivers it before the live messages that follow, so subscribers see no gap
-when the history still holds it, and an offset gap (which the hub answers with
-4002) when it does not.
+when the history still holds it. When it does not (the server restarted
+without its JetStream data, a stream was recreated, the history moved on), or
+when what was missed cannot be read, the node delivers a
+:class:`~wsskit.channels.backplanes.base.Reset` instead, before anything of the
+new stream (the hub answers it with 4002): never a silent gap.
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ from .base import (
     Join,
     Leave,
     Publication,
+    Reset,
     Retention,
     StreamPosition,
 )
@@ -328,7 +332,10 @@ class NatsBackplane(Backplane):
             )
             nc = await asyncio.wait_for(connecting, self.timeout)
         except _NATS_ERRORS as exc:
-            raise BackplaneError(f"cannot connect to NATS at {self.url}: {exc}") from exc
+            reason = str(exc) or (
+                "timed out" if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) else repr(exc)
+            )
+            raise BackplaneError(f"cannot connect to NATS at {self.url}: {reason}") from exc
         self._nc = nc
         self._js = nc.jetstream(timeout=self.timeout)
         self._connected.set()
@@ -350,6 +357,12 @@ class NatsBackplane(Backplane):
         with contextlib.suppress(*_NATS_ERRORS):
             await nc.close()
 
+    @property
+    def ready(self) -> bool:
+        """True while started and connected to NATS."""
+        nc = self._nc
+        return nc is not None and bool(nc.is_connected) and self._connected.is_set()
+
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Return once the node is connected (at once unless it is reconnecting).
 
@@ -368,7 +381,9 @@ class NatsBackplane(Backplane):
         await asyncio.wait_for(self._disconnected.wait(), timeout)
 
     async def _on_error(self, exc: Exception) -> None:
-        logger.warning("NATS (%s): %s", self.url, exc)
+        # Before the first connection, start() reports the failure once itself.
+        level = logging.WARNING if self._nc is not None else logging.DEBUG
+        logger.log(level, "NATS (%s): %s", self.url, exc)
 
     async def _on_disconnected(self) -> None:
         self._connected.clear()
@@ -383,7 +398,7 @@ class NatsBackplane(Backplane):
         self._disconnected.clear()
         logger.info("NATS (%s): reconnected", self.url)
         for channel, local in self._channels.items():
-            if (local.last is not None or local.baseline is not None) and local.held is None:
+            if local.held is None:
                 local.held = []
                 self._spawn(self._catch_up(channel, local))
         self._connected.set()
@@ -773,21 +788,34 @@ class NatsBackplane(Backplane):
         # was away, then what arrived live meanwhile (dropping what repeats).
         try:
             if local.last is not None:
-                epoch, offset = local.last
+                since: StreamPosition | None = StreamPosition(local.last[1], local.last[0])
+            elif local.baseline is not None:
+                since = StreamPosition(*local.baseline)
             else:
-                assert local.baseline is not None
-                offset, epoch = local.baseline
+                since = None  # the position at subscription could not be read
             await self.wait_connected()
             missed: Sequence[Publication] = ()
-            try:
-                result = await self.history(channel, since=StreamPosition(offset, epoch))
-            except BackplaneError as exc:
-                logger.warning("NATS: cannot read what %r missed: %s", channel, exc)
+            reset: Reset | None = None
+            if since is None:
+                reset = Reset()
             else:
-                if result.recovered:
-                    missed = result.publications
-                elif result.position != StreamPosition(offset, epoch):
-                    logger.warning("NATS: %r lost publications while disconnected", channel)
+                try:
+                    result = await self.history(channel, since=since)
+                except BackplaneError as exc:
+                    # Continuity cannot be proved: say so rather than guess.
+                    logger.warning("NATS: cannot read what %r missed: %s", channel, exc)
+                    reset = Reset()
+                else:
+                    if result.recovered:
+                        missed = result.publications
+                    else:
+                        logger.warning("NATS: %r may have lost publications while disconnected", channel)
+                        reset = Reset(result.position)
+            if reset is not None:
+                local.last = None
+                if reset.position is not None:
+                    local.baseline = (reset.position.offset, reset.position.epoch)
+                self._deliver(channel, local, reset)
             for publication in missed:
                 self._deliver(channel, local, publication)
         finally:

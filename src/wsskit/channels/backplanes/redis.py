@@ -29,10 +29,13 @@ Live delivery: each node holds one pub/sub connection and one Redis
 subscription per channel, shared by its callbacks. :meth:`RedisBackplane.subscribe`
 returns once Redis confirmed the SUBSCRIBE. When the connection drops, the
 node reconnects with backoff, subscribes again to every channel, and catches
-up each channel from the last publication it delivered, reading the history:
+up each channel from the last publication it delivered (or, when none was, from
+the position read when the subscription took effect), reading the history:
 callbacks get what was published meanwhile, in order, or, when the history no
-longer holds it, the next live publication shows the gap (the hub then closes
-its sessions with 4002 so that clients resume). A probe publishes on a private
+longer holds it (Redis restarted without persistence: a new epoch), a
+:class:`~wsskit.channels.backplanes.base.Reset` (the hub then closes its
+sessions with 4002 so that clients resume and learn ``recovered: false``).
+Never a silent gap. A probe publishes on a private
 channel every ``probe_interval`` seconds and tears the connection down when the
 probe does not come back within ``probe_timeout``: a deaf connection does not
 go unnoticed.
@@ -66,6 +69,7 @@ from .base import (
     Join,
     Leave,
     Publication,
+    Reset,
     Retention,
     StreamPosition,
 )
@@ -307,6 +311,9 @@ class _Channel:
     confirmed: asyncio.Future[None] | None = None
     # The last publication delivered here: (epoch, offset).
     last: tuple[str, int] | None = None
+    # The stream's position when the subscription took effect (epoch, offset):
+    # where a reconnection catches up from when nothing was delivered yet.
+    baseline: tuple[str, int] | None = None
 
 
 def _ms(seconds: float) -> int:
@@ -468,6 +475,11 @@ class RedisBackplane(Backplane):
     def connected(self) -> bool:
         """True while the pub/sub connection is up and subscribed."""
         return self._connected.is_set()
+
+    @property
+    def ready(self) -> bool:
+        """True while started and the pub/sub connection is up, subscribed and caught up."""
+        return self._started and self._connected.is_set()
 
     async def wait_connected(self, *, connects: int = 1) -> None:
         """Wait until the pub/sub connection is up, its channels subscribed again
@@ -663,6 +675,12 @@ class RedisBackplane(Backplane):
                 futures = await self._send_subscribe([self._pubsub_name(channel)])
                 state.confirmed = futures[0]
             await asyncio.wait_for(asyncio.shield(state.confirmed), self.timeout)
+            if state.last is None and state.baseline is None:
+                # Read after the confirmation: a publication after this
+                # position is delivered live or caught up after a reconnection.
+                position = (await self.history(channel, limit=0)).position
+                if state.last is None and state.baseline is None:
+                    state.baseline = (position.epoch, position.offset)
         except BaseException as exc:
             if added:
                 await self.unsubscribe(channel, callback)
@@ -779,7 +797,9 @@ class RedisBackplane(Backplane):
             try:
                 conn = await self._reconnect()
             except BackplaneError as exc:
-                logger.info("%r: reconnecting to Redis failed: %s", self, exc)
+                logger.warning(
+                    "%r: reconnecting to Redis failed (%s); next attempt within %.1f s", self, exc, delay
+                )
                 continue
             delay = self.reconnect_delay
 
@@ -787,6 +807,11 @@ class RedisBackplane(Backplane):
         # Resubscribe every channel, then catch each up from the history before
         # delivering what came live meanwhile.
         conn = await self._open_pubsub()
+        pool = self._pool
+        if pool is not None:
+            # Connections idle in the pool may be dead ones from before the
+            # drop: the catch-up and the commands after it use fresh ones.
+            await pool.disconnect(inuse_connections=False)
         self._held = []
         try:
             channels = list(self._channels)
@@ -820,13 +845,27 @@ class RedisBackplane(Backplane):
 
     async def _catch_up(self, channel: str) -> None:
         state = self._channels.get(channel)
-        if state is None or state.last is None:
+        if state is None:
             return
-        epoch, offset = state.last
+        since = state.last if state.last is not None else state.baseline
+        if since is None:
+            # Nothing to prove continuity from: say so rather than guess.
+            self._deliver(channel, state, Reset())
+            return
+        epoch, offset = since
         result = await self.history(channel, since=StreamPosition(offset, epoch))
         if not result.recovered:
-            # Lost: the next publication shows the gap to whoever listens.
-            logger.warning("%r: publications in %r were missed while disconnected", self, channel)
+            # Lost (Redis restarted without its data, or the history moved
+            # past what was missed): tell the callbacks, then go on from here.
+            logger.warning(
+                "%r: publications in %r may have been missed while disconnected (%s)",
+                self,
+                channel,
+                "a new epoch" if result.position.epoch != epoch else "no longer in the history",
+            )
+            state.last = None
+            state.baseline = (result.position.epoch, result.position.offset)
+            self._deliver(channel, state, Reset(result.position))
             return
         for publication in result.publications:
             self._deliver(channel, state, publication)
