@@ -248,12 +248,13 @@ async def start(config: ServeConfig) -> App:
 
     With a certificate of the user's own (``--cert``), a replaced pair is
     picked up without a restart: when the files change and on SIGHUP.
-    Raises :class:`ValueError` for an unknown backplane URL and
-    :class:`~wsskit.exceptions.BackplaneError` when the broker is unreachable.
+    Raises :class:`ValueError` for an unknown backplane URL. A broker that is
+    unreachable does not stop the server: the hub keeps retrying in the
+    background and channels answer "unavailable" until it connects.
     """
     namespaces = default_namespaces() if config.namespaces is None else list(config.namespaces)
     hub = Hub(backplane_from_url(config.backplane), namespaces, token_key=config.token_key)
-    await hub.start()
+    await hub.start(retry=True)
     app = App(config, hub)
     context, trust_lines = _ssl_context(config)
     if context is not None and config.certfile is not None:
