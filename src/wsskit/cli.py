@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import logging
 import math
 import os
@@ -25,9 +27,28 @@ class _Formatter(logging.Formatter):
         return f"wsskit: {message}"
 
 
-def _setup_logging(level: str) -> None:
+class _JsonFormatter(logging.Formatter):
+    # One JSON object per line, for log collectors (--log-format json).
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        worker = os.environ.get("WSSKIT_WORKER")
+        if worker:
+            entry["worker"] = worker
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def _setup_logging(level: str, log_format: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter("%(message)s"))
+    handler.setFormatter(_JsonFormatter() if log_format == "json" else _Formatter("%(message)s"))
     root = logging.getLogger("wsskit")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -174,6 +195,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.add_argument(
+        "--log-format",
+        default="text",
+        choices=("text", "json"),
+        help="log lines as text (default) or one JSON object per line",
+    )
+    serve.add_argument(
         "--loop",
         choices=("auto", "asyncio", "uvloop"),
         help="event loop: auto (default, or $WSSKIT_LOOP) takes uvloop when installed (wsskit[speed])",
@@ -308,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_connect(args)
     if args.command == "serve":
-        _setup_logging(args.log_level)
+        _setup_logging(args.log_level, args.log_format)
         return _serve(args)
     _setup_logging("info")
     return _cert(args)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import importlib.resources
 import ipaddress
 import logging
 import signal
@@ -29,6 +28,10 @@ from ..protocol.headers import Headers
 from ..reload import CertificateReloader
 from .api import PUBLISH_PATH, PublishAPI
 from .config import ServeConfig
+from .dashboard import DASHBOARD_WS_PATH, Dashboard
+from .health import Health
+from .metrics import METRICS_PATH, Metrics
+from .pages import page
 
 __all__ = ["App", "run", "start", "ROUTES", "default_namespaces"]
 
@@ -56,31 +59,6 @@ _background: set[asyncio.Task[None]] = set()
 def _text(status: int, body: str) -> Reject:
     headers = Headers([("Content-Type", "text/plain; charset=utf-8")])
     return Reject(status, headers, body.encode("utf-8"))
-
-
-#: Files served over plain HTTP: path -> (file in wsskit/app/web, content type).
-STATIC: dict[str, tuple[str, str]] = {
-    "/wsskit.js": ("wsskit.js", "text/javascript; charset=utf-8"),
-}
-
-
-@functools.cache
-def _web_file(name: str) -> bytes:
-    return (importlib.resources.files("wsskit.app") / "web" / name).read_bytes()
-
-
-def _static(request: Request, name: str, content_type: str) -> Reject:
-    body = _web_file(name)
-    # A Reject is how the server answers plain HTTP; its Content-Length
-    # follows the body.
-    headers = Headers(
-        [
-            ("Content-Type", content_type),
-            ("X-Content-Type-Options", "nosniff"),
-            ("Cache-Control", "no-cache"),
-        ]
-    )
-    return Reject(200, headers, body)
 
 
 def default_namespaces() -> list[Namespace]:
@@ -118,11 +96,32 @@ class App:
         )
         #: ``POST /api/publish``, when API tokens are configured.
         self.api = None if config.api is None else PublishAPI(hub, config.api, self.origins)
+        #: ``/metrics``, and the dashboard (its WebSocket only with API tokens).
+        self.metrics = Metrics()
+        self.metrics.time_publishes(hub.backplane)
+        self.dashboard = Dashboard(hub, self.metrics, config.api)
+        if config.api is not None:
+            self.routes[DASHBOARD_WS_PATH] = self.dashboard.handler
+        self._metrics_task: asyncio.Task[None] | None = None
+        #: ``/healthz`` and ``/readyz`` (readiness: accepting and the backplane usable).
+        self.health = Health(hub)
 
     async def route(self, connection: Connection, request: Request) -> Reject | None:
         """``process_request``: plain HTTP answers before any upgrade."""
-        if request.path in STATIC and request.method == "GET" and not request.is_upgrade:
-            return _static(request, *STATIC[request.path])
+        answer = await self._route(connection, request)
+        if answer is not None and request.is_upgrade:
+            self.metrics.handshake_rejected(answer.status)
+        return answer
+
+    async def _route(self, connection: Connection, request: Request) -> Reject | None:
+        answer = self.health.answer(request)
+        if answer is not None:
+            return answer
+        answer = page(request, tls=self.config.tls)
+        if answer is not None:
+            return answer
+        if request.path == METRICS_PATH and not request.is_upgrade:
+            return self.metrics.answer()
         if request.path == PUBLISH_PATH and self.api is not None:
             return await self.api(request)
         # 404 for unknown paths first, so a browser or a probe learns the
@@ -146,16 +145,21 @@ class App:
         assert request is not None
         peer = _peer(ws)
         log.info("%s opened %s", peer, request.path)
+        self.metrics.opened(ws)
         try:
             await self.routes[request.path](ws)
         finally:
             # The server closes with 1000 once the handler returns; wait for
             # it so the log line carries the code that was exchanged.
             await ws.close()
+            self.metrics.closed(ws)
             log.info("%s closed %s (%s)", peer, ws.close_code, ws.close_reason or "no reason")
 
     async def close(self) -> None:
         """Close channel sessions (4001, reconnect), then every other connection (1001)."""
+        await self.dashboard.close()
+        if self._metrics_task is not None:
+            self._metrics_task.cancel()
         await self.hub.close()
         if self.server is not None:
             self.server.close()
@@ -268,6 +272,9 @@ async def start(config: ServeConfig) -> App:
     origins = app.origins
     # The auth guard checks the Origin first, then asks the chain.
     guard: Any = origins if config.auth is None else AuthGuard(config.auth, origin_policy=origins)
+    guard = app.metrics.counting_guard(guard)
+    limits = _rate_limits(config)
+    limits["connection_limiter"] = app.metrics.counting_limiter(limits["connection_limiter"])
     if config.api is not None and not config.tls and not _is_loopback(config.host):
         log.warning("POST %s over plain HTTP: API tokens cross the network unencrypted", PUBLISH_PATH)
     app.server = await serve(
@@ -279,8 +286,10 @@ async def start(config: ServeConfig) -> App:
         process_request=app.route,
         select_subprotocol=app.select_subprotocol,
         guards=[guard],
-        **_rate_limits(config),
+        **limits,
     )
+    app._metrics_task = asyncio.get_running_loop().create_task(app.metrics.run())
+    app.dashboard.start()
     log.info("serving %s (echo at /echo, channels at /channels over %s)", config.url(), config.backplane)
     if config.auth is not None:
         log.info("WebSocket clients authenticate (%s)", "required" if config.auth.required else "optional")

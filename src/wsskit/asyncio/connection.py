@@ -278,6 +278,8 @@ class Connection(asyncio.Protocol):
         "_write_handle",
         "_write_limit",
         "_writing_paused",
+        "bytes_received",
+        "bytes_sent",
         "close_timeout",
         "id",
         "identity",
@@ -285,6 +287,8 @@ class Connection(asyncio.Protocol):
         "latency",
         "local_address",
         "logger",
+        "messages_received",
+        "messages_sent",
         "ping_interval",
         "ping_timeout",
         "remote_address",
@@ -378,6 +382,12 @@ class Connection(asyncio.Protocol):
         self._closing_transport = False
         self._lost = False
         self._closed: asyncio.Future[None] = self._loop.create_future()
+        #: Traffic so far, for metrics: whole messages, and bytes on the wire
+        #: (frames; bytes_received also counts the handshake).
+        self.messages_received = 0
+        self.messages_sent = 0
+        self.bytes_received = 0
+        self.bytes_sent = 0
 
     # -- properties ---------------------------------------------------------------
 
@@ -538,11 +548,15 @@ class Connection(asyncio.Protocol):
         if ready:
             # The fast path: one whole message, a transport ready to take it.
             data = core.send_message(message)  # type: ignore[arg-type]
+            self.messages_sent += 1
             transport = self._transport
             assert transport is not None
             if len(data) == 1:
-                transport.write(data[0])
+                frame = data[0]
+                self.bytes_sent += len(frame)
+                transport.write(frame)
             else:
+                self.bytes_sent += sum(map(len, data))
                 transport.writelines(data)
             if self._writing_paused:
                 await self._drain()
@@ -660,10 +674,13 @@ class Connection(asyncio.Protocol):
             return "slow"
         if self._fragmenting is not None:
             return "fragmenting"
+        self.messages_sent += 1
         if frame is not None and core.sends_plain_frames(size):
+            self.bytes_sent += len(frame)
             self._transport.write(frame)
         else:
             data = core.send_message(message)
+            self.bytes_sent += sum(map(len, data))
             if len(data) == 1:
                 self._transport.write(data[0])
             else:
@@ -680,6 +697,8 @@ class Connection(asyncio.Protocol):
         if state is not _OPEN and state is not _CONNECTING:
             raise self._closed_error()
         data = core.send_message(message)  # raises InvalidState before the handshake
+        self.messages_sent += 1
+        self.bytes_sent += sum(map(len, data))
         if self._idle_handle is not None:
             self._last_activity = self._loop.time()
         if not self._lost:
@@ -697,9 +716,12 @@ class Connection(asyncio.Protocol):
         if core.state is not _OPEN and core.state is not _CONNECTING:
             raise self._closed_error()
         core.send(event)
+        if (type(event) is TextMessage or type(event) is BytesMessage) and event.fin:
+            self.messages_sent += 1
         if self._idle_handle is not None and (type(event) is TextMessage or type(event) is BytesMessage):
             self._last_activity = self._loop.time()
         data = core.data_to_send()
+        self.bytes_sent += sum(map(len, data))
         if data and not self._lost:
             self.transport.writelines(data)
 
@@ -832,6 +854,7 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         """Called by asyncio with bytes from the network: feed them to the core."""
+        self.bytes_received += len(data)
         try:
             self._core.receive_data(data)
             self._process_events(received=True)
@@ -943,6 +966,7 @@ class Connection(asyncio.Protocol):
                     else:
                         self._on_handshake_event(event)  # type: ignore[arg-type]
             if len(messages) != queued:
+                self.messages_received += len(messages) - queued
                 waiter = self._recv_waiter
                 if self._idle_handle is not None or len(messages) >= self._queue_limit:
                     self._on_messages_queued()
