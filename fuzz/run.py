@@ -52,6 +52,7 @@ TARGET_NAMES = (
     "deflate_roundtrip",
     "server_connection",
     "client_connection",
+    "proxy_header",
 )
 _CHILD_FLAG = "--atheris-child"
 # Targets whose limits take a few KiB in one input (a head and frames in one

@@ -228,7 +228,23 @@ def seeds() -> dict[str, dict[str, bytes]]:
             # deflate with demanding options
             "demanding": b"\x09" + _SWITCHING_DEMANDED + _frames(mask=False, takeover=False),
         },
+        "proxy_header": {
+            "v1_tcp4": b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n" + _UPGRADE,
+            "v1_tcp6": b"PROXY TCP6 2001:db8::1 2001:db8::2 56324 443\r\n\x16\x03\x01",
+            "v1_unknown": b"PROXY UNKNOWN\r\n",
+            "v2_tcp4_tlv": _proxy_v2(
+                0x21, 0x11, bytes((192, 0, 2, 1, 198, 51, 100, 2)) + b"\xdc\x04\x01\xbb", b"\x04\x00\x02ok"
+            ),
+            "v2_tcp6": _proxy_v2(0x21, 0x21, bytes(range(32)) + b"\x00\x50\x01\xbb", b""),
+            "v2_local": _proxy_v2(0x20, 0x00, b"", b"") + b"GET / HTTP/1.1\r\n",
+        },
     }
+
+
+def _proxy_v2(command: int, family: int, addresses: bytes, tlvs: bytes) -> bytes:
+    # A version 2 PROXY header: signature, version/command, family, length, body.
+    body = addresses + tlvs
+    return b"\r\n\r\n\x00\r\nQUIT\n" + bytes((command, family)) + len(body).to_bytes(2, "big") + body
 
 
 def write_corpus(root: Path = CORPUS) -> int:

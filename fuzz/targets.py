@@ -63,6 +63,8 @@ from wsskit.protocol.http import (
 )
 from wsskit.protocol.limits import Limits
 from wsskit.protocol.mask import apply_mask
+from wsskit.protocol.proxy_header import DEFAULT_MAX_SIZE as PROXY_MAX_SIZE
+from wsskit.protocol.proxy_header import InvalidProxyHeader, ProxyHeaderParser
 from wsskit.protocol.state import State
 
 __all__ = [
@@ -80,6 +82,7 @@ __all__ = [
     "deflate_roundtrip",
     "server_connection",
     "client_connection",
+    "proxy_header",
 ]
 
 # Small limits, so that inputs of a few KiB reach every limit check.
@@ -1016,6 +1019,45 @@ def client_connection(data: bytes) -> None:
         core.close()
 
 
+def _proxy_outcome(data: bytes, step: int) -> tuple[str, object]:
+    # ("header", (header, rest)), ("incomplete", None) or ("refused", None).
+    parser = ProxyHeaderParser()
+    fed = 0
+    try:
+        for chunk in _chunks(data, step):
+            fed += len(chunk)
+            header = parser.receive_data(chunk)
+            if header is not None:
+                # What followed the header: the end of this chunk, then the rest.
+                return "header", (header, parser.rest + data[fed:])
+    except InvalidProxyHeader:
+        return "refused", None
+    return "incomplete", None
+
+
+def proxy_header(data: bytes) -> None:
+    """``ProxyHeaderParser`` on ``data``, whole and one byte at a time.
+
+    - only :class:`InvalidProxyHeader` is raised;
+    - a header is at most ``DEFAULT_MAX_SIZE`` bytes, and what follows it is
+      exactly the rest of ``data``;
+    - an address comes with a port from 0 to 65535, source and destination
+      both or neither;
+    - whole and byte-by-byte parsing agree: the same header and rest, both
+      waiting for more, or both refused.
+    """
+    whole = _proxy_outcome(data, 0)
+    split = _proxy_outcome(data, 1)
+    assert whole == split, f"whole input: {whole!r}, byte by byte: {split!r}"
+    if whole[0] == "header":
+        header, rest = whole[1]  # type: ignore[misc]
+        assert 0 < header.size <= PROXY_MAX_SIZE, header
+        assert rest == data[header.size :], (header, rest)
+        assert (header.source is None) == (header.destination is None), header
+        for address in (header.source, header.destination):
+            assert address is None or 0 <= address[1] <= 65535, header
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "http_request": http_request,
     "http_response": http_response,
@@ -1027,4 +1069,5 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "deflate_roundtrip": deflate_roundtrip,
     "server_connection": server_connection,
     "client_connection": client_connection,
+    "proxy_header": proxy_header,
 }
