@@ -2,6 +2,7 @@
 
     bench/.venv/bin/python bench/profile.py --size 16 --round-trips 20000
     bench/.venv/bin/python bench/profile.py --src /path/to/old/checkout/src   # profile another tree
+    bench/.venv/bin/python bench/profile.py --transport wss --loop uvloop       # over TLS
 
 It starts ``servers.py --impl wsskit`` under cProfile (asyncio loop by
 default), drives it with the raw client of ``client.py`` (sequential round
@@ -45,7 +46,7 @@ finally:
 
 
 def _start_server(
-    args: argparse.Namespace, profile: Path, env: dict[str, str]
+    args: argparse.Namespace, profile: Path, env: dict[str, str], tls: list[str]
 ) -> tuple[subprocess.Popen[str], int]:
     # cProfile's default clock is the wall clock, which would count the
     # time the server waits in epoll for the client: profile CPU time.
@@ -61,6 +62,9 @@ def _start_server(
         args.loop,
         "--lifetime",
         "600",
+        "--transport",
+        args.transport,
+        *tls,
     ]
     server = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     assert server.stdout is not None
@@ -88,6 +92,9 @@ def main() -> None:
     parser.add_argument("--round-trips", type=int, default=20000)
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument(
+        "--transport", choices=("ws", "wss"), default="ws", help="wss: TLS with throwaway dev certificates"
+    )
+    parser.add_argument(
         "--src", type=Path, help="the wsskit source tree to profile (default: the installed one)"
     )
     parser.add_argument("--top", type=int, default=15)
@@ -100,7 +107,15 @@ def main() -> None:
     warmup = 200
     with tempfile.TemporaryDirectory() as tmp:
         profile = Path(tmp) / "server.prof"
-        server, port = _start_server(args, profile, env)
+        server_tls: list[str] = []
+        client_tls: list[str] = []
+        if args.transport == "wss":
+            from wsskit.certs import ensure_dev_certificates
+
+            certs, _ = ensure_dev_certificates(Path(tmp) / "certs")
+            server_tls = [f"--cert={certs.cert}", f"--key={certs.key}"]
+            client_tls = [f"--cafile={certs.ca_cert}"]
+        server, port = _start_server(args, profile, env, server_tls)
         try:
             result = subprocess.run(
                 [
@@ -109,7 +124,7 @@ def main() -> None:
                     "--driver",
                     "raw",
                     "--url",
-                    f"ws://127.0.0.1:{port}/",
+                    f"{args.transport}://127.0.0.1:{port}/",
                     "--server-pid",
                     str(server.pid),
                     "--size",
@@ -118,6 +133,7 @@ def main() -> None:
                     str(args.round_trips),
                     "--warmup",
                     str(warmup),
+                    *client_tls,
                 ],
                 check=True,
                 capture_output=True,
@@ -134,7 +150,8 @@ def main() -> None:
         total = 1 + 4 + warmup + args.round_trips
         rows = _rows(profile, total, args.top)
         whole = pstats.Stats(str(profile)).total_tt * 1e6 / total  # type: ignore[attr-defined]
-    print(f"wsskit echo server, ws://, {args.loop}, {args.size} B, {total} round trips under cProfile")
+    where = f"{args.transport}://, {args.loop}, {args.size} B"
+    print(f"wsskit echo server, {where}, {total} round trips under cProfile")
     print(f"profiled CPU time per round trip: {whole:.1f} us (inflated by the profiler; see make bench)")
     print(f"wall time of the timed round trips: {measured['wall_s'] * 1e6 / args.round_trips:.1f} us each")
     print()

@@ -606,3 +606,183 @@ async def test_connection_made_only_after_the_handshake(server_ssl: ssl.SSLConte
         seen.extend(recorder.events for recorder in recorders)
         writer.close()
     assert seen == [[]]
+
+
+# -- the read and write paths, record by record -----------------------------------------------
+
+
+class CountingTLS(TLSProtocol):
+    """TLSProtocol that also notes the size of every TCP read it gets."""
+
+    def __init__(self, app: asyncio.Protocol, context: ssl.SSLContext) -> None:
+        super().__init__(app, context, server_side=True, handshake_timeout=PATIENCE)
+        self.reads: list[int] = []
+
+    def data_received(self, data: bytes) -> None:
+        self.reads.append(len(data))
+        super().data_received(data)
+
+
+class CountingRecorder(Recorder):
+    """A Recorder that also counts its data_received calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def data_received(self, data: bytes) -> None:
+        self.calls += 1
+        super().data_received(data)
+
+
+@asynccontextmanager
+async def counting_server(
+    context: ssl.SSLContext,
+) -> AsyncIterator[tuple[int, list[tuple[CountingTLS, CountingRecorder]]]]:
+    """A TCP server running CountingTLS over a CountingRecorder per connection."""
+    made: list[tuple[CountingTLS, CountingRecorder]] = []
+
+    def make() -> CountingTLS:
+        recorder = CountingRecorder()
+        protocol = CountingTLS(recorder, context)
+        made.append((protocol, recorder))
+        return protocol
+
+    server = await asyncio.get_running_loop().create_server(make, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1], made
+    finally:
+        server.close()
+        for _, recorder in made:
+            if recorder.transport is not None:
+                recorder.transport.abort()
+        await server.wait_closed()
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait (on the loop the server runs on) until ``condition()`` holds."""
+    for _ in range(int(PATIENCE / 0.005)):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the condition never held")
+
+
+def records(client: BioClient, plaintexts: list[bytes]) -> bytes:
+    """The ciphertext of one TLS record (at least) per plaintext, not yet sent."""
+    for plaintext in plaintexts:
+        client.ssl.write(plaintext)
+    return client.outgoing.read()
+
+
+PYTHON_LEVEL = [pytest.param(False, id="c-level"), pytest.param(True, id="python-level")]
+
+
+@pytest.mark.parametrize("python_level", PYTHON_LEVEL)
+@pytest.mark.parametrize("version", VERSIONS, ids=["tls1.2", "tls1.3"])
+async def test_many_records_in_one_read_are_delivered_at_once(
+    server_ssl: ssl.SSLContext,
+    certificates: DevCertificates,
+    version: ssl.TLSVersion,
+    python_level: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if python_level:
+        # Where ssl.SSLObject has no C object to reach, the SSLObject does the work.
+        monkeypatch.setattr("wsskit.asyncio.tls_transport._c_level", lambda sslobj: sslobj)
+    async with counting_server(server_ssl) as (port, made):
+        client = await BioClient.connect(port, client_context(certificates, version))
+        await until(lambda: bool(made) and made[0][1].transport is not None)
+        [(protocol, recorder)] = made
+        # Small records, full ones (16 KiB of plaintext: the read size cap)
+        # and one in between, all in one send.
+        plaintexts = [bytes([i]) * (i + 1) for i in range(40)]
+        plaintexts += [os.urandom(2**14), b"mid" * 3000, os.urandom(2**14), b"end"]
+        expected = b"".join(plaintexts)
+        wire = records(client, plaintexts)
+        before = len(protocol.reads)
+        await client.loop.sock_sendall(client.sock, wire)
+        await until(lambda: len(recorder.received) >= len(expected))
+        assert bytes(recorder.received) == expected
+        tcp_reads = len(protocol.reads) - before
+        # One delivery per TCP read at most, however many records each held.
+        assert 1 <= recorder.calls <= tcp_reads
+        # Writes take the same path back.
+        transport = recorder.transport
+        assert transport is not None
+        transport.write(b"back")
+        assert await client.read_some() == b"back"
+        client.close()
+
+
+@pytest.mark.parametrize("python_level", PYTHON_LEVEL)
+@pytest.mark.parametrize("version", VERSIONS, ids=["tls1.2", "tls1.3"])
+async def test_a_record_split_across_reads(
+    server_ssl: ssl.SSLContext,
+    certificates: DevCertificates,
+    version: ssl.TLSVersion,
+    python_level: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if python_level:
+        monkeypatch.setattr("wsskit.asyncio.tls_transport._c_level", lambda sslobj: sslobj)
+    async with counting_server(server_ssl) as (port, made):
+        client = await BioClient.connect(port, client_context(certificates, version))
+        await until(lambda: bool(made) and made[0][1].transport is not None)
+        [(protocol, recorder)] = made
+        full = os.urandom(2**14)
+        # The last part of a full record is shorter than its plaintext: the
+        # read that completes the record leaves plaintext inside OpenSSL,
+        # which must come out too. Then a small record cut in three, the
+        # cuts inside the header, then inside the payload.
+        cases = [
+            (full, [10_000]),
+            (b"small record", [3, 9]),
+            (os.urandom(5000), [1, 2500]),
+        ]
+        expected = b""
+        for plaintext, cuts in cases:
+            wire = records(client, [plaintext])
+            expected += plaintext
+            start = 0
+            for end in [*cuts, len(wire)]:
+                sent = sum(protocol.reads)
+                await client.loop.sock_sendall(client.sock, wire[start:end])
+                # The server takes this part in before the next is sent.
+                await until(lambda sent=sent, part=end - start: sum(protocol.reads) == sent + part)
+                start = end
+            await until(lambda expected=expected: len(recorder.received) >= len(expected))
+            assert bytes(recorder.received) == expected
+        # Nothing came before its record was whole: one delivery per plaintext.
+        assert recorder.calls == len(cases)
+        client.close()
+
+
+async def test_writes_of_every_kind_and_size(
+    server_ssl: ssl.SSLContext, certificates: DevCertificates
+) -> None:
+    from wsskit.asyncio.tls_transport import _WRITE_SLICE
+
+    async with tls_server(server_ssl) as (port, recorders):
+        client = await BioClient.connect(port, client_context(certificates))
+        [recorder] = recorders
+        await asyncio.wait_for(recorder.made, PATIENCE)
+        transport = recorder.transport
+        assert transport is not None
+        pieces: list[bytes | bytearray | memoryview] = [
+            b"",  # nothing at all goes out for it
+            b"x",
+            bytearray(b"from a bytearray"),
+            memoryview(b"from a memoryview"),
+            os.urandom(_WRITE_SLICE),  # the largest write taken in one go
+            os.urandom(_WRITE_SLICE + 1),  # sliced
+            bytearray(os.urandom(2**14 + 1)),
+        ]
+        for piece in pieces:
+            transport.write(piece)
+        expected = b"".join(bytes(piece) for piece in pieces)
+        transport.close()
+        data, ending = await client.read_until_closed()
+        assert data == expected
+        assert ending == "close_notify"
+        client.close()

@@ -12,6 +12,12 @@ water marks and pause/resume signals are the TLS layer's too). OpenSSL's
 own record buffers are freed while idle: CPython turns on
 ``SSL_MODE_RELEASE_BUFFERS`` for every context it creates.
 
+Per message, the open connection takes a short path each way: a TCP read
+is decrypted record by record and delivered in one call, a write is
+encrypted and handed to TCP in one ``write``, both through the C methods
+under :class:`ssl.SSLObject` (see ``_c_level``), with no exception raised
+unless a record is still incomplete.
+
 What differs from asyncio, on purpose:
 
 - a failed handshake sends the alert OpenSSL prepared (``handshake
@@ -106,7 +112,26 @@ class TLSTransport(asyncio.Transport):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Encrypt ``data`` and hand it to the TCP transport."""
-        self._tls._write((data,))
+        tls = self._tls
+        kind = type(data)
+        # The hot path (one WebSocket frame, the connection open): encrypt
+        # and hand over in place, without the general loop of _write().
+        if (
+            (kind is bytes or kind is bytearray)
+            and tls._state == _OPEN
+            and not tls._closing
+            and 0 < len(data) <= _WRITE_SLICE
+        ):
+            try:
+                tls._sslc.write(data)  # OpenSSL cuts it into records of 16 KiB at most
+            except ssl.SSLError as exc:
+                tls._fatal(exc)
+                return
+            tcp = tls._tcp
+            if tcp is not None and not tcp.is_closing():
+                tcp.write(tls._outgoing.read())  # type: ignore[union-attr]  # open: the BIOs exist
+            return
+        tls._write((data,))
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
         """Encrypt the pieces, small ones joined into few TLS records."""
@@ -184,6 +209,7 @@ class TLSProtocol(asyncio.Protocol):
         "_server_side",
         "_shutdown_timeout",
         "_ssl",
+        "_sslc",
         "_state",
         "_tcp",
         "_timer",
@@ -213,6 +239,9 @@ class TLSProtocol(asyncio.Protocol):
         self._incoming: ssl.MemoryBIO | None = None
         self._outgoing: ssl.MemoryBIO | None = None
         self._ssl: ssl.SSLObject | None = None
+        # What reads and writes application data: the C object under the
+        # SSLObject (see _c_level) or the SSLObject itself.
+        self._sslc: Any = None
         self._transport: TLSTransport | None = None
         self._state = _HANDSHAKE
         # The application asked to close (or the connection ended): it gets no more data.
@@ -244,24 +273,82 @@ class TLSProtocol(asyncio.Protocol):
             self._state = _CLOSED
             transport.abort()  # type: ignore[attr-defined]
             return
+        self._sslc = _c_level(self._ssl)
         if self._handshake_timeout is not None:
             self._timer = self._loop.call_later(self._handshake_timeout, self._handshake_timed_out)
         self._do_handshake()
 
     def data_received(self, data: bytes) -> None:
-        """Ciphertext from TCP: feed it to OpenSSL and act on what it yields."""
+        """Ciphertext from TCP: feed it to OpenSSL and act on what it yields.
+
+        Open and reading (the hot path), everything that can be decrypted
+        is, and handed to the application in one ``data_received`` call.
+        """
+        if self._state != _OPEN or self._paused:
+            self._data_received_otherwise(data)
+            return
+        # Open: the BIOs exist (connection_lost ends _OPEN before dropping them).
+        incoming: ssl.MemoryBIO = self._incoming  # type: ignore[assignment]
+        if data:
+            incoming.write(data)
+        sslc = self._sslc
+        read = sslc.read
+        first: bytes | None = None
+        more: list[bytes] | None = None
+        peer_closed = False
+        # Each read asks for what the BIO holds, capped at a record's
+        # plaintext. A record's plaintext is shorter than its ciphertext, so
+        # a read of a whole record comes back short of what it asked: then
+        # nothing is left decrypted inside OpenSSL and pending() need not be
+        # asked. Only a read that came back full (the cap, or the tail of a
+        # record split across TCP reads) may leave plaintext there. A partial
+        # record ends the loop with SSLWantReadError, once per call at most.
+        size = incoming.pending or sslc.pending()
+        try:
+            while size:
+                asked = size if size < _MAX_RECORD else _MAX_RECORD
+                chunk = read(asked)
+                if not chunk:
+                    peer_closed = True  # close_notify
+                    break
+                if first is None:
+                    first = chunk
+                elif more is None:
+                    more = [first, chunk]
+                else:
+                    more.append(chunk)
+                size = incoming.pending
+                if not size and len(chunk) == asked:
+                    size = sslc.pending()
+        except _WANT:
+            pass  # a partial record, or a post-handshake message (a TLS 1.3 ticket)
+        except ssl.SSLZeroReturnError:
+            peer_closed = True  # close_notify (how OpenSSL reports it after ours)
+        except ssl.SSLError as exc:
+            self._flush()
+            self._fatal(exc)
+            return
+        # Key updates and the like may have something to answer.
+        outgoing = self._outgoing
+        if outgoing is not None and outgoing.pending:
+            self._flush()
+        if first is not None:
+            self._app.data_received(first if more is None else b"".join(more))
+        if peer_closed and self._state == _OPEN:
+            self._peer_closed()
+
+    def _data_received_otherwise(self, data: bytes) -> None:
+        # Ciphertext during the handshake, the shutdown, or while paused.
         incoming = self._incoming
         if incoming is None or self._state == _CLOSED:
             return
         incoming.write(data)
         state = self._state
-        if state == _OPEN:
-            if not self._paused:
-                self._do_read()
-        elif state == _HANDSHAKE:
+        if state == _HANDSHAKE:
             self._do_handshake()
-        else:
+        elif state == _SHUTDOWN:
             self._do_shutdown()
+        # else: open but paused; resume_reading() decrypts what waits in the BIO.
 
     def eof_received(self) -> bool:
         """TCP EOF from the peer. A ragged EOF (no close_notify) is taken
@@ -365,41 +452,9 @@ class TLSProtocol(asyncio.Protocol):
     # -- reading --------------------------------------------------------------------
 
     def _do_read(self) -> None:
-        # Decrypt everything that arrived, each read sized to what can come
-        # out (at most one record), and deliver it to the application in one
-        # call. Stops when the application pauses reading or closes.
-        sslobj = self._ssl
-        incoming = self._incoming
-        if sslobj is None or incoming is None:
-            return
-        chunks: list[bytes] = []
-        peer_closed = False
-        while True:
-            size = incoming.pending + sslobj.pending()
-            if size <= 0:
-                break
-            try:
-                chunk = sslobj.read(min(size, _MAX_RECORD))
-            except _WANT:
-                break  # a partial record, or a post-handshake message (a TLS 1.3 ticket)
-            except ssl.SSLZeroReturnError:
-                peer_closed = True  # close_notify (how OpenSSL reports it after ours)
-                break
-            except ssl.SSLError as exc:
-                self._flush()
-                self._fatal(exc)
-                return
-            if not chunk:
-                peer_closed = True  # close_notify
-                break
-            chunks.append(chunk)
-        # Key updates and the like may have something to answer.
-        self._flush()
-        if chunks:
-            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            self._app.data_received(data)
-        if peer_closed and self._state == _OPEN:
-            self._peer_closed()
+        # Decrypt what waits in the BIO and deliver it: only while open and
+        # not paused (every caller checks), where data_received does just that.
+        self.data_received(b"")
 
     def _peer_closed(self) -> None:
         # close_notify or TCP EOF from the peer: the application's
@@ -450,8 +505,7 @@ class TLSProtocol(asyncio.Protocol):
         # Encrypt at once: the TCP transport's buffer is the only one.
         if self._state != _OPEN or self._closing:
             return  # as asyncio: writes after close() are dropped
-        sslobj = self._ssl
-        assert sslobj is not None
+        sslobj = self._sslc
         small: list[bytes | bytearray | memoryview] = []
         small_size = 0
         try:
@@ -479,7 +533,7 @@ class TLSProtocol(asyncio.Protocol):
             return
         self._flush()
 
-    def _write_large(self, sslobj: ssl.SSLObject, piece: bytes | bytearray | memoryview, size: int) -> None:
+    def _write_large(self, sslobj: Any, piece: bytes | bytearray | memoryview, size: int) -> None:
         # Encrypt straight from the caller's buffer, handing TCP a slice's
         # ciphertext at a time so no second copy of the whole payload builds up.
         if size <= _WRITE_SLICE:
@@ -633,6 +687,19 @@ def tls_server_factory(
         )
 
     return factory
+
+
+def _c_level(sslobj: ssl.SSLObject) -> Any:
+    # ssl.SSLObject's read(), write() and pending() are Python methods that
+    # call the same methods of the C object it wraps (``_sslobj``, there
+    # since Python 3.5): calling that one directly saves a Python frame per
+    # call on the hot path, same arguments, results and exceptions. Should a
+    # later Python drop the attribute, the SSLObject itself does the same.
+    inner = getattr(sslobj, "_sslobj", None)
+    names = ("read", "write", "pending")
+    if inner is not None and all(callable(getattr(inner, name, None)) for name in names):
+        return inner
+    return sslobj
 
 
 def _peer(tcp: asyncio.BaseTransport | None) -> str:
