@@ -6,11 +6,17 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
-__all__ = ["ServeProcess", "free_port"]
+__all__ = ["ServeProcess", "free_port", "http_exchange"]
+
+
+#: How long a server may take to print what a test waits for (a loaded CI machine included).
+STARTUP_TIMEOUT = 60.0
 
 
 def free_port() -> int:
@@ -34,18 +40,34 @@ class ServeProcess:
             text=True,
             env=env,
         )
-        line = self.wait_for("wsskit: serving ")
+        # "wsskit: serving ..." (a supervisor's comes once all its workers'
+        # "wsskit[N]: serving" lines did); a process started as worker N says
+        # "wsskit[N]: serving ...".
+        worker = env.get("WSSKIT_WORKER")
+        line = self.wait_for("wsskit: serving " if worker is None else f"wsskit[{worker}]: serving ")
         if "wss://" in line:
             # The dev certificate's trust lines, or the user's certificate's line.
             self.wait_for("certificate " if "--cert" in args else "trust it with:")
 
-    def wait_for(self, needle: str) -> str:
+    def wait_for(self, needle: str, timeout: float = STARTUP_TIMEOUT) -> str:
+        """Read log lines until one holds ``needle``; return it.
+
+        A server that neither prints it nor exits within ``timeout`` seconds
+        is killed (its stderr then ends), so a test fails instead of hanging.
+        """
         assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip("\n"))
-            if needle in line:
-                return line
-        raise AssertionError(f"server exited before printing {needle!r}: {self.lines}")
+        watchdog = threading.Timer(timeout, self.proc.kill)
+        watchdog.start()
+        try:
+            for line in self.proc.stderr:
+                self.lines.append(line.rstrip("\n"))
+                if needle in line:
+                    return line
+        finally:
+            watchdog.cancel()
+        raise AssertionError(
+            f"server exited (or was killed after {timeout} s) before printing {needle!r}: {self.lines}"
+        )
 
     def ca_path(self) -> str:
         for line in self.lines:
@@ -64,3 +86,21 @@ class ServeProcess:
         assert self.proc.stderr is not None
         self.lines.extend(line.rstrip("\n") for line in self.proc.stderr)
         return code
+
+
+def http_exchange(port: int, data: bytes, ca_path: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    """Send the raw request ``data`` to 127.0.0.1:``port`` (over TLS trusting ``ca_path``, when
+    given) and read until the server closes; return the status, headers (lowercase names) and body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as raw:
+        stream = raw
+        if ca_path is not None:
+            stream = ssl.create_default_context(cafile=ca_path).wrap_socket(raw, server_hostname="127.0.0.1")
+        with stream:
+            stream.sendall(data)
+            chunks = []
+            while chunk := stream.recv(65536):
+                chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value for name, value in (line.split(": ", 1) for line in lines)}
+    return int(status_line.split()[1]), headers, body

@@ -22,9 +22,12 @@ __all__ = ["main"]
 class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         message = super().format(record)
+        # A worker of --workers N says which one it is: wsskit[2]: ...
+        worker = os.environ.get("WSSKIT_WORKER")
+        prefix = f"wsskit[{worker}]" if worker else "wsskit"
         if record.levelno >= logging.WARNING:
-            return f"wsskit: {record.levelname.lower()}: {message}"
-        return f"wsskit: {message}"
+            return f"{prefix}: {record.levelname.lower()}: {message}"
+        return f"{prefix}: {message}"
 
 
 class _JsonFormatter(logging.Formatter):
@@ -78,6 +81,17 @@ def _rate(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError("a rate is a finite number >= 0 (0: no limit)")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """Parse a duration in seconds: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError("a duration is a finite number of seconds >= 0")
     return value
 
 
@@ -193,6 +207,50 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="Pings answered per second per connection (default 10); more get no Pong",
     )
+    behind = serve.add_argument_group("behind a load balancer")
+    behind.add_argument(
+        "--proxy-protocol",
+        nargs="?",
+        const="v1v2",
+        choices=("v1", "v2", "v1v2"),
+        help="read a PROXY protocol header (HAProxy send-proxy-v2, nginx proxy_protocol) first on "
+        "every connection: its client address counts for limits and logs (default versions: v1v2)",
+    )
+    behind.add_argument(
+        "--trusted-proxy",
+        action="append",
+        metavar="CIDR",
+        help="with --proxy-protocol: a network the load balancers connect from (repeatable); "
+        "connections from elsewhere are closed",
+    )
+    scale = serve.add_argument_group("workers and graceful drain (on SIGTERM or SIGINT)")
+    scale.add_argument(
+        "--workers",
+        type=_count,
+        metavar="N",
+        help="worker processes serving the port (default 1: this process serves); dead ones are restarted",
+    )
+    scale.add_argument(
+        "--drain-delay",
+        type=_seconds,
+        metavar="SECONDS",
+        help="answer /readyz with 503 this long before closing the listening socket (default 0; "
+        "behind a load balancer: more than its check interval times its fall count)",
+    )
+    scale.add_argument(
+        "--drain-window",
+        type=_seconds,
+        metavar="SECONDS",
+        help="spread the closing of open connections over this long (default 10)",
+    )
+    scale.add_argument(
+        "--drain-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="abort connections still open this long after the signal, and exit (default 30)",
+    )
+    # Internal: set by the --workers supervisor on the workers it starts.
+    scale.add_argument("--worker-of", type=int, metavar="PID", help=argparse.SUPPRESS)
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.add_argument(
         "--log-format",
@@ -239,6 +297,11 @@ _SERVE_OPTIONS = {
     "message_rate": "message_rate",
     "ping_rate": "ping_rate",
     "backplane": "backplane",
+    "proxy_protocol": "proxy_protocol",
+    "workers": "workers",
+    "drain_delay": "drain_delay",
+    "drain_window": "drain_window",
+    "drain_timeout": "drain_timeout",
 }
 
 
@@ -259,6 +322,8 @@ def _serve_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
         overrides["tls"] = False
     if "allow_origin" in given:
         overrides["origins"] = tuple(given["allow_origin"])
+    if "trusted_proxy" in given:
+        overrides["trusted_proxies"] = tuple(given["trusted_proxy"])
     if "byte_rate" in given:
         overrides["byte_rate"] = given["byte_rate"] or 0
     # API tokens: the options, else the environment, else the file.
@@ -271,10 +336,25 @@ def _serve_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
         raise ValueError("--key needs --cert")
     if values.get("tls") is False and values.get("certfile") is not None:
         raise ValueError("--no-tls and --cert exclude each other")
+    _check_proxy_protocol(values)
+    if values.get("drain_timeout") == 0:
+        raise ValueError("--drain-timeout must be more than 0")
     return ServeConfig(**values)
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _check_proxy_protocol(values: Mapping[str, Any]) -> None:
+    # Both or neither: a PROXY header is only believed from known proxies.
+    from .asyncio.proxy_header import trusted_networks
+
+    trusted = values.get("trusted_proxies") or ()
+    trusted_networks(trusted)  # ValueError naming a bad network
+    if values.get("proxy_protocol") and not trusted:
+        raise ValueError("--proxy-protocol needs --trusted-proxy (or trusted_proxies in the config file)")
+    if trusted and not values.get("proxy_protocol"):
+        raise ValueError("--trusted-proxy is used only with --proxy-protocol")
+
+
+def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .app import run
 
     try:
@@ -285,7 +365,17 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         loop = loops.loop_name(getattr(args, "loop", None))
         logging.getLogger("wsskit.app").info("event loop: %s", loop)
-        loops.run(run(config), loop=loop)
+        worker_of = getattr(args, "worker_of", None)
+        if worker_of is not None:
+            from .app.workers import serve_worker
+
+            loops.run(serve_worker(config, worker_of), loop=loop)
+        elif config.workers > 1:
+            from .app.workers import supervise
+
+            return supervise(config, argv)
+        else:
+            loops.run(run(config), loop=loop)
     except ValueError as exc:  # a malformed --allow-origin or --backplane
         print(f"wsskit: error: {exc}", file=sys.stderr)
         return 2
@@ -329,6 +419,7 @@ def _cert(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``wsskit`` command line; return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     if args.command == "connect":
         from .cli_connect import run_connect
@@ -336,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_connect(args)
     if args.command == "serve":
         _setup_logging(args.log_level, args.log_format)
-        return _serve(args)
+        return _serve(args, argv)
     _setup_logging("info")
     return _cert(args)
 

@@ -58,6 +58,19 @@ class ServeConfig:
     auth: AuthChain | None = None
     #: Who may use ``POST /api/publish``; None: the endpoint is off (404).
     api: ApiAccess | None = None
+    #: PROXY protocol header versions read from the load balancer ("v1",
+    #: "v2", "v1v2"); None: off. Needs ``trusted_proxies``.
+    proxy_protocol: str | None = None
+    #: The networks (CIDR) the load balancers connect from; only they may connect.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Graceful drain on SIGTERM/SIGINT (see :mod:`wsskit.app.drain`): seconds
+    #: of "not ready" before the listening socket closes, the window the
+    #: closes are spread over, and the time after which the rest is aborted.
+    drain_delay: float = 0.0
+    drain_window: float = 10.0
+    drain_timeout: float = 30.0
+    #: Worker processes sharing the port (see :mod:`wsskit.app.workers`); 1: this process serves.
+    workers: int = 1
 
     @property
     def scheme(self) -> str:

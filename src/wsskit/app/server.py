@@ -29,6 +29,7 @@ from ..reload import CertificateReloader
 from .api import PUBLISH_PATH, PublishAPI
 from .config import ServeConfig
 from .dashboard import DASHBOARD_WS_PATH, Dashboard
+from .drain import Drain, DrainPolicy
 from .health import Health
 from .metrics import METRICS_PATH, Metrics
 from .pages import page
@@ -38,6 +39,9 @@ __all__ = ["App", "run", "start", "ROUTES", "default_namespaces"]
 log = logging.getLogger("wsskit.app")
 
 Handler = Callable[[Connection], Awaitable[None]]
+
+#: The listen queue of ``wsskit serve``'s socket (each worker's, with SO_REUSEPORT).
+LISTEN_BACKLOG = 1024
 
 # A rate no client reaches: the connection caps still apply.
 _UNLIMITED = 1e9
@@ -247,7 +251,7 @@ def _rate_limits(config: ServeConfig) -> dict[str, Any]:
     return limits
 
 
-async def start(config: ServeConfig) -> App:
+async def start(config: ServeConfig, *, listen: dict[str, Any] | None = None) -> App:
     """Start serving ``config`` and return the running app.
 
     With a certificate of the user's own (``--cert``), a replaced pair is
@@ -255,6 +259,8 @@ async def start(config: ServeConfig) -> App:
     Raises :class:`ValueError` for an unknown backplane URL. A broker that is
     unreachable does not stop the server: the hub keeps retrying in the
     background and channels answer "unavailable" until it connects.
+    ``listen`` goes to :func:`~wsskit.asyncio.server.serve`: ``reuse_port`` or
+    an inherited ``sock`` (a worker of :mod:`wsskit.app.workers`).
     """
     namespaces = default_namespaces() if config.namespaces is None else list(config.namespaces)
     hub = Hub(backplane_from_url(config.backplane), namespaces, token_key=config.token_key)
@@ -277,17 +283,31 @@ async def start(config: ServeConfig) -> App:
     limits["connection_limiter"] = app.metrics.counting_limiter(limits["connection_limiter"])
     if config.api is not None and not config.tls and not _is_loopback(config.host):
         log.warning("POST %s over plain HTTP: API tokens cross the network unencrypted", PUBLISH_PATH)
+    listen = listen or {}
+    sock = listen.get("sock")
     app.server = await serve(
         app.dispatch,
-        config.host,
-        config.port,
+        # An inherited socket is already bound: no address then.
+        None if sock is not None else config.host,
+        None if sock is not None else config.port,
+        sock=sock,
+        reuse_port=bool(listen.get("reuse_port")),
+        # asyncio's default of 100 overflows when thousands of clients
+        # reconnect at once (a reconnect storm): SYNs dropped, 1 s retries.
+        # (With an inherited socket asyncio calls listen() again with it.)
+        backlog=LISTEN_BACKLOG,
         ssl=context,
         max_size=config.max_size,
         process_request=app.route,
         select_subprotocol=app.select_subprotocol,
         guards=[guard],
+        proxy_protocol=config.proxy_protocol,
+        trusted_proxies=config.trusted_proxies,
         **limits,
     )
+    if config.proxy_protocol is not None:
+        proxies = ", ".join(config.trusted_proxies)
+        log.info("PROXY protocol (%s) required, from %s only", config.proxy_protocol, proxies)
     app._metrics_task = asyncio.get_running_loop().create_task(app.metrics.run())
     app.dashboard.start()
     log.info("serving %s (echo at /echo, channels at /channels over %s)", config.url(), config.backplane)
@@ -300,8 +320,17 @@ async def start(config: ServeConfig) -> App:
     return app
 
 
-async def run(config: ServeConfig) -> None:
-    """Serve until SIGINT or SIGTERM, then close every connection with 1001 and return."""
+async def run(
+    config: ServeConfig,
+    *,
+    listen: dict[str, Any] | None = None,
+    started: Callable[[], None] | None = None,
+) -> None:
+    """Serve until SIGINT or SIGTERM, then drain (see :mod:`wsskit.app.drain`) and return.
+
+    A second signal during the drain closes everything at once. ``listen``
+    goes to :func:`start`; ``started`` is called once the server serves.
+    """
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[int] = loop.create_future()
     # Handlers go in before the socket opens: a signal that arrives as soon
@@ -309,9 +338,24 @@ async def run(config: ServeConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows has no such handlers
             loop.add_signal_handler(sig, _resolve, stop, sig)
-    app = await start(config)
+    app = await start(config, listen=listen)
+    if started is not None:
+        started()
     received = await stop
-    log.info("%s received: closing connections with 1001", signal.Signals(received).name)
+    assert app.server is not None
+    policy = DrainPolicy(config.drain_delay, config.drain_window, config.drain_timeout)
+    drain = Drain(app.server, app.hub, app.health, policy)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, drain.hurry)
+    log.info(
+        "%s received: draining (delay %gs, window %gs, timeout %gs)",
+        signal.Signals(received).name,
+        policy.delay,
+        policy.window,
+        policy.timeout,
+    )
+    await drain.run()
     await app.close()
     for task in _background:
         task.cancel()

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..asyncio.proxy_header import PROXY_PROTOCOLS, trusted_networks
 from ..channels.namespaces import Namespace
 from ..guards.auth import AuthChain, JWTAuthenticator, StaticTokenAuthenticator, TokenExtractor
 
@@ -264,7 +265,8 @@ class _Reader:
             "",
             (
                 "host", "port", "max_size", "backplane", "origins", "token_key", "token_key_env",
-                "tls", "limits", "api", "namespaces", "auth",
+                "tls", "limits", "api", "namespaces", "auth", "proxy_protocol", "trusted_proxies",
+                "workers", "drain",
             ),
         )  # fmt: skip
         out: dict[str, Any] = {}
@@ -305,6 +307,38 @@ class _Reader:
                     raise ConfigError(f"two namespaces named {name!r}")
         if "auth" in doc:
             out["auth"] = self.auth(self._table("auth", doc["auth"]))
+        out.update(self.proxy_protocol(doc))
+        if "workers" in doc:
+            out["workers"] = self._int("workers", doc["workers"], 1)
+        if "drain" in doc:
+            out.update(self.drain(self._table("drain", doc["drain"])))
+        return out
+
+    def drain(self, table: Mapping[str, Any]) -> dict[str, Any]:
+        # [drain] delay = 0, window = 10, timeout = 30 (seconds; see wsskit.app.drain).
+        self._keys(table, "drain", ("delay", "window", "timeout"))
+        keys = ("delay", "window", "timeout")
+        out = {f"drain_{key}": self._number(f"drain.{key}", table[key]) for key in keys if key in table}
+        if out.get("drain_timeout") == 0:
+            raise ConfigError("'drain.timeout' must be more than 0")
+        return out
+
+    def proxy_protocol(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        # proxy_protocol = "v2" (or true for "v1v2"), trusted_proxies = ["10.0.0.0/8"].
+        out: dict[str, Any] = {}
+        if "proxy_protocol" in doc:
+            value = doc["proxy_protocol"]
+            if isinstance(value, bool):
+                out["proxy_protocol"] = "v1v2" if value else None
+            else:
+                out["proxy_protocol"] = self._choice("proxy_protocol", value, PROXY_PROTOCOLS)
+        if "trusted_proxies" in doc:
+            networks = self._strings("trusted_proxies", doc["trusted_proxies"])
+            try:
+                trusted_networks(networks)
+            except ValueError as exc:
+                raise ConfigError(f"'trusted_proxies': {exc}") from None
+            out["trusted_proxies"] = networks
         return out
 
     def tls(self, table: Mapping[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from ..protocol.events import Accept, Event, Reject, Request
 from ..protocol.handshake import error_reject
 from ..protocol.headers import Headers
 from ..protocol.limits import Limits
+from ..protocol.proxy_header import ProxyHeader
 from .connection import (
     DEFAULT_MAX_SIZE,
     Compression,
@@ -35,7 +36,14 @@ from .connection import (
     _deflate_options,
     _limits,
 )
-from .tls_transport import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, tls_server_factory
+from .lingering import linger
+from .proxy_header import PROXY_PROTOCOLS, IPNetwork, ProxyHeaderReader, proxy_versions, trusted_networks
+from .tls_transport import (
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    TLSProtocol,
+    tls_server_factory,
+)
 
 __all__ = [
     "Guard",
@@ -50,6 +58,7 @@ __all__ = [
     "SelectSubprotocol",
     "SERVER_HEADER",
     "TLS_TRANSPORTS",
+    "PROXY_PROTOCOLS",
 ]
 
 logger = logging.getLogger("wsskit.server")
@@ -102,7 +111,15 @@ class ServerConnection(Connection):
     :attr:`request` is the client's :class:`~wsskit.protocol.events.Request`
     (path, query, headers); :attr:`response` the
     :class:`~wsskit.protocol.events.Accept` the server answered with.
+    Behind a trusted proxy that sent a PROXY header, :attr:`remote_address`
+    is the client's ``(host, port)`` from the header and
+    :attr:`proxy_address` the proxy's own.
     """
+
+    #: The proxy's address when a PROXY header named the client, else None.
+    #: (Class attributes: a connection without a proxy stores nothing.)
+    proxy_address: Any = None
+    _proxied_source: tuple[str, int] | None = None
 
     def __init__(self, server: Server, core: _ServerCore, **options: Any) -> None:
         super().__init__(core, **options)
@@ -122,6 +139,8 @@ class ServerConnection(Connection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Called by asyncio once the transport (and TLS) is up."""
         super().connection_made(transport)
+        if self._proxied_source is not None:
+            self.remote_address = self._proxied_source
         self._server._connection_made(self)
         limiter = self._server._connection_limiter
         if limiter is not None:
@@ -134,6 +153,32 @@ class ServerConnection(Connection):
         timeout = self._server._open_timeout
         if timeout is not None:
             self._open_handle = self._loop.call_at(self._accepted_at + timeout, self._open_timed_out)
+
+    def _use_proxy_header(self, header: ProxyHeader, proxy: Any) -> None:
+        # Called before connection_made by the PROXY header reader. LOCAL,
+        # UNKNOWN and Unix sources keep the proxy's address.
+        if header.source is not None:
+            self._proxied_source = header.source
+            self.proxy_address = proxy
+
+    def _check_close(self) -> None:
+        # After an HTTP error answer, a lingering close (see
+        # wsskit.asyncio.lingering) so that a client still sending gets to
+        # read the answer instead of a TCP reset.
+        transport = self._transport
+        if (
+            self.response is None
+            and self._core.close_transport
+            and not self._closing_transport
+            and not self._lost
+            and not self._eof
+            and transport is not None
+            and self._server._close_task is None
+        ):
+            self._closing_transport = True
+            linger(transport, self.connection_lost)
+            return
+        super()._check_close()
 
     def _on_handshake_event(self, event: Event) -> None:
         if type(event) is Request:
@@ -236,7 +281,9 @@ class ServerConnection(Connection):
         if isinstance(answer, Reject):
             self._log_once(
                 # The path only: a query may carry a token (access_token=...).
-                logging.INFO,
+                # Successful plain answers (pages, health checks every second
+                # from a load balancer) are routine: DEBUG; refusals: INFO.
+                logging.DEBUG if answer.status < 400 else logging.INFO,
                 "%s %s answered with HTTP %d",
                 request.method,
                 request.path,
@@ -289,10 +336,22 @@ class Server:
         message_limiter: Callable[[], MessageLimiter] | None = None,
         ping_limiter: Callable[[], PingLimiter] | None = None,
         tls_transport: str = "wsskit",
+        proxy_protocol: str | None = None,
+        trusted_proxies: Iterable[str | IPNetwork] = (),
     ) -> None:
         if tls_transport not in TLS_TRANSPORTS:
             raise ValueError(f"tls_transport must be one of {TLS_TRANSPORTS}, not {tls_transport!r}")
         self._tls_transport = tls_transport
+        self._trusted_proxies = trusted_networks(trusted_proxies)
+        self._proxy_versions: tuple[int, ...] | None = None
+        if proxy_protocol is not None:
+            self._proxy_versions = proxy_versions(proxy_protocol)
+            if not self._trusted_proxies:
+                raise ValueError("proxy_protocol needs trusted_proxies: the networks its proxies use")
+            if tls_transport != "wsskit":
+                raise ValueError('proxy_protocol works with tls_transport="wsskit" only')
+        elif self._trusted_proxies:
+            raise ValueError("trusted_proxies is used only with proxy_protocol")
         self._handler = handler
         self._subprotocols = tuple(subprotocols or ())
         self._select_subprotocol = select_subprotocol
@@ -348,8 +407,26 @@ class Server:
             )
         elif context is not None and self._open_timeout is not None:
             kwargs.setdefault("ssl_handshake_timeout", self._open_timeout)
+        if self._proxy_versions is not None:
+            factory = self._proxy_header_factory(factory)
         self._server = await loop.create_server(factory, host, port, **kwargs)
         return self
+
+    def _proxy_header_factory(self, factory: Callable[[], Any]) -> Callable[[], ProxyHeaderReader]:
+        # Each accepted connection reads its PROXY header first, then goes
+        # to the protocol ``factory`` makes (TLS or the WebSocket connection).
+        networks, versions, timeout = self._trusted_proxies, self._proxy_versions, self._open_timeout
+        assert versions is not None
+
+        def make() -> ProxyHeaderReader:
+            inner = factory()
+            connection = inner._app if isinstance(inner, TLSProtocol) else inner
+            assert isinstance(inner, asyncio.Protocol) and isinstance(connection, ServerConnection)
+            return ProxyHeaderReader(
+                inner, connection._use_proxy_header, networks=networks, versions=versions, timeout=timeout
+            )
+
+        return make
 
     def _make_connection(self) -> ServerConnection:
         core = _ServerCore(limits=self._limits, compression=self._compression, defer_failure=True)
@@ -594,6 +671,8 @@ def serve(
     sock: socket.socket | None = None,
     reuse_port: bool = False,
     tls_transport: str = "wsskit",
+    proxy_protocol: str | None = None,
+    trusted_proxies: Iterable[str | IPNetwork] = (),
     **create_server_kwargs: Any,
 ) -> _Serve:
     """Serve WebSocket connections on ``host``:``port`` with ``handler``.
@@ -625,7 +704,8 @@ def serve(
       admits each connection by client IP once TLS is up (per-IP rate,
       per-IP and total caps, handshakes in progress); a refused one is
       answered 429 or 503 with ``Retry-After`` when its request arrives.
-      Behind a proxy every client has the proxy's address: limit there.
+      Behind a proxy every client has the proxy's address: limit there,
+      or have the proxy send a PROXY header (``proxy_protocol``).
     - ``message_limiter``: a factory called once per connection, e.g.
       ``lambda: MessageRateLimiter(100, 2**20)``; a peer over its message or
       byte rate is closed with 1008 and the limiter's reason.
@@ -634,6 +714,15 @@ def serve(
       (RFC 6455 §5.5.3), so a flood costs no writes.
     - ``open_timeout``: TLS and HTTP handshake must end in this time or the
       transport is dropped.
+    - ``proxy_protocol``: ``"v1"``, ``"v2"`` or ``"v1v2"`` (the PROXY
+      header versions accepted; HAProxy ``send-proxy-v2`` sends v2, nginx
+      ``proxy_protocol on;`` v1), with ``trusted_proxies``: the networks the
+      proxies connect from (``["10.0.0.0/8", "2001:db8::1"]``). Every
+      connection must then come from a trusted proxy and start with a
+      header, read before TLS within ``open_timeout``; others are closed
+      without an answer and logged at INFO. The header's source becomes
+      ``remote_address``, which the connection limiter and log lines use.
+      Needs ``tls_transport="wsskit"``. See :mod:`wsskit.asyncio.proxy_header`.
     - The other options are as for :func:`~wsskit.asyncio.client.connect`;
       ``sock``, ``reuse_port`` and ``create_server_kwargs`` go to
       :meth:`asyncio.loop.create_server`.
@@ -663,6 +752,8 @@ def serve(
         message_limiter=message_limiter,
         ping_limiter=ping_limiter,
         tls_transport=tls_transport,
+        proxy_protocol=proxy_protocol,
+        trusted_proxies=trusted_proxies,
     )
     kwargs = dict(create_server_kwargs, ssl=ssl, sock=sock)
     if reuse_port:
