@@ -82,6 +82,26 @@ def test_other_methods_get_405(served: ServeProcess) -> None:
     assert headers["allow"] == "GET, HEAD"
 
 
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_http_1_0_checks_without_host_are_answered(served: ServeProcess, path: str) -> None:
+    # HAProxy's "option httpchk GET /readyz" sends HTTP/1.0 and no Host.
+    request = f"GET {path} HTTP/1.0\r\n\r\n".encode("ascii")
+    status, headers, _ = http_exchange(served.port, request, served.ca_path())
+    assert status == 200
+    assert headers["cache-control"] == "no-store"
+
+
+def test_an_http_1_0_upgrade_gets_505(served: ServeProcess) -> None:
+    request = (
+        f"GET /echo HTTP/1.0\r\nHost: 127.0.0.1:{served.port}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    status, _, body = http_exchange(served.port, request.encode("ascii"), served.ca_path())
+    assert status == 505
+    assert b"needs HTTP/1.1" in body
+
+
 def test_query_string_is_ignored(served: ServeProcess) -> None:
     # Some checkers add a cache buster.
     assert ask(served, "/healthz?t=123")[0] == 200

@@ -183,7 +183,7 @@ def test_upgrade_and_connection_lists(upgrade: str, connection: str) -> None:
 @pytest.mark.parametrize(
     ("data", "status", "match"),
     [
-        (raw_request(start="GET /chat HTTP/1.0"), 505, "HTTP/1.0"),
+        (raw_request(start="GET /chat HTTP/1.2"), 505, "HTTP/1.2"),
         (raw_request(start="GET /chat  HTTP/1.1"), 400, "request line"),
         (raw_request(("Bad Name", "x")), 400, "header name"),
         (raw_request(drop=("Host",)), 400, "Host"),
@@ -234,6 +234,9 @@ _INVALID_UPGRADES = [
     (raw_request(drop=("Connection",)), 426, "Connection: Upgrade"),
     (raw_request(replace={"Connection": "keep-alive"}), 426, "Connection: Upgrade"),
     (raw_request(replace={"Connection": "up grade"}), 400, "invalid Connection"),
+    # RFC 6455 §4.1: an upgrade is HTTP/1.1; HTTP/1.0 is read for plain requests only.
+    (raw_request(start="GET /chat HTTP/1.0"), 505, "needs HTTP/1.1"),
+    (raw_request(start="GET /chat HTTP/1.0", drop=("Host",)), 505, "needs HTTP/1.1"),
     (raw_request(drop=("Sec-WebSocket-Version",)), 426, "Sec-WebSocket-Version"),
     (raw_request(replace={"Sec-WebSocket-Version": "8"}), 426, "Sec-WebSocket-Version"),
     (raw_request(replace={"Sec-WebSocket-Version": "13, 8"}), 426, "Sec-WebSocket-Version"),

@@ -123,6 +123,29 @@ def test_obs_text_in_value_is_latin1() -> None:
     assert result[0].headers["X-Name"] == "caf\xe9 \x80"
 
 
+def test_http_1_0_is_read_and_needs_no_host() -> None:
+    result = parse_request_head(b"OPTIONS / HTTP/1.0\r\n\r\n", LIMITS)
+    assert result is not None
+    head, end = result
+    assert (head.method, head.target, head.version, end) == ("OPTIONS", "/", "HTTP/1.0", 22)
+    assert "Host" not in head.headers
+
+
+@pytest.mark.parametrize(
+    ("host", "match"), [(b"Host: a\r\nHost: b\r\n", "more than one"), (b"Host: a b\r\n", "invalid Host")]
+)
+def test_http_1_0_host_is_checked_when_present(host: bytes, match: str) -> None:
+    with pytest.raises(InvalidHandshake, match=match) as info:
+        parse_request_head(b"GET / HTTP/1.0\r\n" + host + b"\r\n", LIMITS)
+    assert info.value.status == 400
+
+
+def test_http_1_1_still_needs_host() -> None:
+    with pytest.raises(InvalidHandshake, match="missing Host") as info:
+        parse_request_head(b"GET / HTTP/1.1\r\n\r\n", LIMITS)
+    assert info.value.status == 400
+
+
 def test_host_forms_accepted() -> None:
     for host in (
         b"example.com",
@@ -172,7 +195,6 @@ def test_other_methods_parse() -> None:
         (b"GET / HTTP/1\r\nHost: h\r\n\r\n", 400, "version"),
         (b"GET / HTTP/11.1\r\nHost: h\r\n\r\n", 400, "version"),
         (b"GET / HTTP/2\r\nHost: h\r\n\r\n", 400, "version"),
-        (b"GET / HTTP/1.0\r\nHost: h\r\n\r\n", 505, "HTTP/1.0"),
         (b"GET / HTTP/1.2\r\nHost: h\r\n\r\n", 505, "HTTP/1.2"),
         (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, "HTTP/2.0"),
         (request_with(b"NoColon"), 400, "without a colon"),

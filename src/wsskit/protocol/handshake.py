@@ -334,6 +334,10 @@ def _upgrade_request(head: RequestHead, body: bytes = b"") -> Request:
 def _check_upgrade(head: RequestHead) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Check the request against RFC 6455 §4.2.1; return the offered subprotocols and extensions."""
     headers = head.headers
+    # RFC 6455 §4.1: the opening handshake is HTTP/1.1 (an HTTP/1.0 request
+    # is read only to answer plain requests, such as health checks).
+    if head.version != "HTTP/1.1":
+        raise InvalidHandshake(f"a WebSocket upgrade needs HTTP/1.1, not {head.version}", 505)
     # RFC 6455 §4.2.1 item 1: the method of the request MUST be GET.
     if head.method != "GET":
         raise InvalidHandshake(f"method {head.method} not allowed; a WebSocket upgrade uses GET", 405)

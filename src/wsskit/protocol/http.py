@@ -14,10 +14,12 @@ whose ``status`` is the HTTP status a server answers with:
   appears between pipelined requests, which an upgrade never follows.
 - Request line: ``method SP request-target SP HTTP-version`` with single
   spaces (400 otherwise). The method is a token; the target is printable
-  ASCII. A well-formed version other than ``HTTP/1.1`` gets 505, and that
-  includes the ``PRI * HTTP/2.0`` preface of HTTP/2: HTTP/1.0 cannot upgrade and
-  HTTP/2 is not spoken here. A version that is not ``HTTP/<digit>.<digit>``
-  gets 400.
+  ASCII. ``HTTP/1.1`` and ``HTTP/1.0`` are read (plain requests such as a
+  load balancer's ``OPTIONS / HTTP/1.0`` health check are HTTP/1.0; an upgrade
+  needs HTTP/1.1, which :mod:`wsskit.protocol.handshake` checks with 505). Any
+  other well-formed version gets 505, and that includes the ``PRI * HTTP/2.0``
+  preface of HTTP/2: HTTP/2 is not spoken here. A version that is not
+  ``HTTP/<digit>.<digit>`` gets 400.
 - Header lines: the name is a token followed directly by ``:`` (whitespace
   before the colon: 400, RFC 9112 §5.1; a line starting with whitespace, the
   obsolete line folding: 400, RFC 9112 §5.2). Values may hold visible ASCII,
@@ -28,7 +30,8 @@ whose ``status`` is the HTTP status a server answers with:
   arrive, before the blank line ending the head: a start line longer than
   ``max_request_line`` gets 414, a header line longer than ``max_header_line``,
   more than ``max_headers`` fields or a head over ``max_head_size`` gets 431.
-- A request must carry exactly one valid ``Host`` (400, RFC 9112 §3.2).
+- An HTTP/1.1 request must carry exactly one valid ``Host`` (400, RFC 9112
+  §3.2); an HTTP/1.0 one may have none, and at most one valid one.
 - Bodies (a body is where request smuggling hides): any ``Transfer-Encoding``
   gets 400 (chunked bodies are not read). Only a plain ``POST`` (one without
   an ``Upgrade`` field) may have a body, announced by exactly one
@@ -69,7 +72,7 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class RequestHead:
-    """The request line and header fields of an HTTP/1.1 request.
+    """The request line and header fields of an HTTP/1.1 (or 1.0) request.
 
     ``content_length`` is the length of the body that follows the head (0
     for every request but a plain ``POST``).
@@ -216,7 +219,7 @@ def parse_request_head(
     ``limits.max_request_body``; 414 for a request line over
     ``limits.max_request_line``; 431 for a header line over
     ``limits.max_header_line`` or more than ``limits.max_headers`` fields;
-    505 for an HTTP version other than 1.1.
+    505 for an HTTP version other than 1.1 and 1.0.
     """
     if scanner is None:
         scanner = HeadScanner(limits, request=True)
@@ -226,7 +229,7 @@ def parse_request_head(
     start, fields = _split_head(buf, end)
     method, target, version = _parse_request_line(start)
     headers = _parse_fields(fields)
-    _check_host(headers)
+    _check_host(headers, required=version == "HTTP/1.1")
     length = _request_body_length(method, headers, limits)
     return RequestHead(method, target, version, headers, length), end
 
@@ -273,10 +276,11 @@ def _parse_request_line(line: bytes) -> tuple[str, str, str]:
         raise InvalidHandshake("malformed request target", 400)
     if not _VERSION_RE.fullmatch(version):
         raise InvalidHandshake("malformed HTTP version", 400)
-    if version != b"HTTP/1.1":
-        # RFC 6455 §4.1: the upgrade needs HTTP/1.1; RFC 9110 §15.6.6: 505.
+    if version != b"HTTP/1.1" and version != b"HTTP/1.0":
+        # RFC 9110 §15.6.6: 505 for a major version we do not speak (HTTP/2's
+        # preface included) and for minor versions we do not know.
         raise InvalidHandshake(f"HTTP version {version.decode('ascii')} not supported", 505)
-    return method.decode("ascii"), target.decode("ascii"), "HTTP/1.1"
+    return method.decode("ascii"), target.decode("ascii"), version.decode("ascii")
 
 
 def _parse_status_line(line: bytes) -> tuple[str, int, str]:
@@ -318,10 +322,13 @@ def _parse_fields(lines: list[bytes]) -> Headers:
     return headers
 
 
-def _check_host(headers: Headers) -> None:
+def _check_host(headers: Headers, *, required: bool = True) -> None:
     hosts = headers.get_all("Host")
-    # RFC 9112 §3.2: 400 for a missing Host, more than one, or an invalid one.
+    # RFC 9112 §3.2: 400 for a missing Host, more than one, or an invalid one;
+    # HTTP/1.0 had no Host (RFC 1945), so it is optional there.
     if not hosts:
+        if not required:
+            return
         raise InvalidHandshake("missing Host header", 400)
     if len(hosts) > 1:
         raise InvalidHandshake("more than one Host header", 400)
