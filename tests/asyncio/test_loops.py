@@ -89,3 +89,22 @@ def test_wsskit_serve_says_which_loop_it_runs(tmp_path: Path, option: tuple[str,
         assert any(line.endswith(f"event loop: {expected}") for line in server.lines), server.lines
     finally:
         assert server.stop(signal.SIGTERM) == 0
+
+
+@needs_uvloop
+def test_ping_latency_is_measured_below_a_millisecond_on_uvloop() -> None:
+    # uvloop's loop.time() counts whole milliseconds: a loopback round trip
+    # timed with it would read 0.0.
+    from wsskit.asyncio import connect, serve
+
+    async def main() -> list[float]:
+        async def handler(ws: Any) -> None:
+            await ws.wait_closed()
+
+        async with serve(handler, "127.0.0.1", 0, ping_interval=None) as server:
+            port = server.sockets[0].getsockname()[1]
+            async with connect(f"ws://127.0.0.1:{port}/", ping_interval=None) as ws:
+                return [await ws.ping() for _ in range(5)]
+
+    latencies = loops.run(main(), loop="uvloop")
+    assert all(0 < latency < 1 for latency in latencies), latencies

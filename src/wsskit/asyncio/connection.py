@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import os
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any, Protocol, Union, cast
@@ -759,7 +760,9 @@ class Connection(asyncio.Protocol):
                 raise InvalidState("a ping with the same data is already waiting for its pong")
         self._send_event(Ping(payload))
         waiter: asyncio.Future[float] = self._loop.create_future()
-        self._pings[payload] = (waiter, self._loop.time())
+        # A clock of its own: uvloop's loop.time() counts whole milliseconds,
+        # and a round trip on a fast network takes less than one.
+        self._pings[payload] = (waiter, time.perf_counter())
         return waiter
 
     async def pong(self, data: DataLike = b"") -> None:
@@ -1068,7 +1071,7 @@ class Connection(asyncio.Protocol):
         pings = self._pings
         if payload not in pings:
             return  # unsolicited, or for a ping that was answered already
-        now = self._loop.time()
+        now = time.perf_counter()
         # Acknowledge this ping and every earlier one, oldest first.
         for key in list(pings):
             waiter, sent_at = pings.pop(key)
