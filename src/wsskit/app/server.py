@@ -102,8 +102,9 @@ class App:
         self.api = None if config.api is None else PublishAPI(hub, config.api, self.origins)
         #: ``/metrics``, and the dashboard (its WebSocket only with API tokens).
         self.metrics = Metrics()
-        self.metrics.time_publishes(hub.backplane)
+        # Before the publish timing: the dashboard's snapshots stay out of it.
         self.dashboard = Dashboard(hub, self.metrics, config.api)
+        self.metrics.time_publishes(hub.backplane)
         if config.api is not None:
             self.routes[DASHBOARD_WS_PATH] = self.dashboard.handler
         self._metrics_task: asyncio.Task[None] | None = None
@@ -309,7 +310,9 @@ async def start(config: ServeConfig, *, listen: dict[str, Any] | None = None) ->
         proxies = ", ".join(config.trusted_proxies)
         log.info("PROXY protocol (%s) required, from %s only", config.proxy_protocol, proxies)
     app._metrics_task = asyncio.get_running_loop().create_task(app.metrics.run())
-    app.dashboard.start()
+    if config.api is not None:
+        # Without API tokens the dashboard is off: no snapshots on the broker.
+        app.dashboard.start()
     log.info("serving %s (echo at /echo, channels at /channels over %s)", config.url(), config.backplane)
     if config.auth is not None:
         log.info("WebSocket clients authenticate (%s)", "required" if config.auth.required else "optional")
