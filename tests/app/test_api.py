@@ -138,6 +138,9 @@ def test_chat_only_token_publishes_into_chat(api_server: ServeProcess) -> None:
         (_post({"channel": "", "data": 1}), 400, b"'channel'"),
         (_post({"channel": "alerts", "data": 1, "extra": 2}), 400, b"unknown field 'extra'"),
         (_post({"channel": "alerts", "data": 1, "idempotency_key": 5}), 400, b"idempotency_key"),
+        # The same rule as over /channels: 1 to 128 printable ASCII, no space.
+        (_post({"channel": "alerts", "data": 1, "idempotency_key": "a" * 129}), 400, b"idempotency_key"),
+        (_post({"channel": "alerts", "data": 1, "idempotency_key": "two words"}), 400, b"idempotency_key"),
         (_post({"channel": "chat:bad name!", "data": 1}), 400, b"channel"),
         (_post({"channel": "nowhere:x", "data": 1}), 404, b"no namespace"),
         (_post({"channel": "alerts", "data": 1}, extra="Origin: https://evil.example\r\n"), 403, b"origin"),

@@ -35,6 +35,7 @@ from typing import Any
 
 from ..channels.hub import Hub
 from ..channels.namespaces import namespace_of
+from ..channels.wire import is_idempotency_key
 from ..exceptions import BackplaneError, Rejected
 from ..guards.auth import AuthContext
 from ..guards.origin import OriginPolicy
@@ -52,7 +53,6 @@ PUBLISH_PATH = "/api/publish"
 RETRY_AFTER = 5
 
 _FIELDS = frozenset({"channel", "data", "idempotency_key"})
-_MAX_IDEMPOTENCY_KEY = 256
 
 
 def _json(status: int, document: Any, headers: Headers | None = None) -> Reject:
@@ -138,8 +138,8 @@ def _parse(body: bytes) -> tuple[str, Any, str | None] | Reject:
     if "data" not in document:
         return _error(400, "'data' is missing")
     key = document.get("idempotency_key")
-    if key is not None and (not isinstance(key, str) or not key or len(key) > _MAX_IDEMPOTENCY_KEY):
-        return _error(400, f"'idempotency_key' must be a string of 1 to {_MAX_IDEMPOTENCY_KEY} characters")
+    if key is not None and not is_idempotency_key(key):
+        return _error(400, "'idempotency_key' must be 1 to 128 printable ASCII characters (no space)")
     return channel, document["data"], key
 
 

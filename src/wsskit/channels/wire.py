@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Union
 
 __all__ = [
+    "is_idempotency_key",
     "SUBPROTOCOL",
     "PATH",
     "MAX_ID",
@@ -238,6 +239,15 @@ class CommandError(Exception):
 # subjects once mapped ("." and "*" / ">" are reserved there, so are left out).
 _CHANNEL = re.compile(r"[A-Za-z0-9_\-:@=/+,]+")
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+def is_idempotency_key(value: object) -> bool:
+    """True for a valid idempotency key: 1 to 128 printable ASCII characters, no space.
+
+    The same rule for every way in (the channel protocol, ``POST /api/publish``),
+    so a key that one accepts the other does too.
+    """
+    return isinstance(value, str) and _IDEMPOTENCY_KEY.fullmatch(value) is not None
 _TOKEN_MAX = 1024
 _COMMANDS = ("subscribe", "unsubscribe", "publish", "history", "presence", "ping")
 # Fields each command accepts besides "id" and "cmd": anything else is a bad request.
@@ -317,7 +327,7 @@ def parse_command(message: str | bytes, limits: WireLimits = WireLimits()) -> Co
         if "data" not in obj:
             raise CommandError(id, ErrorCode.BAD_REQUEST, "publish needs data")
         key = _optional_str(id, obj, "idempotency_key", 128)
-        if key is not None and _IDEMPOTENCY_KEY.fullmatch(key) is None:
+        if key is not None and not is_idempotency_key(key):
             raise CommandError(id, ErrorCode.BAD_REQUEST, "an idempotency key is 1 to 128 printable ASCII")
         return Publish(id, channel, obj["data"], key, token)
     if cmd == "history":
