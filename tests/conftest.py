@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.channels.redis_server import RedisServer, redis_server_binary
 from wsskit import tls
 from wsskit.certs import DevCertificates, ensure_dev_certificates
 
@@ -27,3 +29,14 @@ def server_ssl(certificates: DevCertificates) -> ssl.SSLContext:
 def client_ssl(certificates: DevCertificates) -> ssl.SSLContext:
     """A verifying client context that trusts the test CA only."""
     return tls.client_context(cafile=certificates.ca_cert)
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[RedisServer]:
+    """A private redis-server on a free port for one test (skipped, or failed under CI=true, without one)."""
+    server = RedisServer(redis_server_binary())
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from websockets.asyncio.client import ClientConnection as PeerConnection
 from websockets.asyncio.client import connect as peer_connect
 from websockets.typing import Subprotocol
 
-from tests.channels.redis_server import RedisServer, redis_server_binary
+from tests.channels.redis_server import RedisServer
 from tests.serve_process import ServeProcess
 
 SUBPROTOCOLS = [Subprotocol("wsskit.channels.v1")]
@@ -211,16 +211,6 @@ def test_api_token_from_the_environment(tmp_path: Path, monkeypatch: pytest.Monk
         assert status == 200, body
     finally:
         assert server.stop() == 0
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[RedisServer]:
-    server = RedisServer(redis_server_binary())
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def test_backplane_outage_answers_503(tmp_path: Path, redis: RedisServer) -> None:

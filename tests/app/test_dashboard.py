@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import websockets
 from websockets.asyncio.client import connect as peer_connect
 from websockets.typing import Subprotocol
 
-from tests.channels.redis_server import RedisServer, redis_server_binary
+from tests.channels.redis_server import RedisServer
 from tests.serve_process import ServeProcess
 from wsskit.app.dashboard import SYSTEM_CHANNEL
 
@@ -118,16 +118,6 @@ async def test_channel_clients_cannot_read_the_system_channel(served: ServeProce
         reply = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
     assert reply["id"] == 1
     assert reply["error"]["code"] == 104  # no namespace serves it
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[RedisServer]:
-    server = RedisServer(redis_server_binary())
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def test_one_series_per_node_over_a_shared_backplane(tmp_path: Path, redis: RedisServer) -> None:

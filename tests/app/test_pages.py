@@ -4,34 +4,18 @@ from __future__ import annotations
 
 import importlib.resources
 import re
-import socket
-import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.serve_process import ServeProcess
+from tests.serve_process import ServeProcess, http_exchange
 from wsskit.app.pages import CONTENT_SECURITY_POLICY, PAGES, security_headers
 
 
 def fetch(server: ServeProcess, data: bytes, *, tls: bool = True) -> tuple[int, dict[str, str], bytes]:
     """Send the raw request ``data`` (over TLS unless ``tls`` is False); return status, headers, body."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=15) as raw:
-        if tls:
-            context = ssl.create_default_context(cafile=server.ca_path())
-            stream: socket.socket = context.wrap_socket(raw, server_hostname="127.0.0.1")
-        else:
-            stream = raw
-        with stream:
-            stream.sendall(data)
-            chunks = []
-            while chunk := stream.recv(65536):
-                chunks.append(chunk)
-    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    headers = {name.lower(): value for name, value in (line.split(": ", 1) for line in lines)}
-    return int(status_line.split()[1]), headers, body
+    return http_exchange(server.port, data, server.ca_path() if tls else None)
 
 
 def get(

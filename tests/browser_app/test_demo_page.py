@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from tests.browser_app.chat import chat_texts
 from tests.serve_process import ServeProcess
 
 from .conftest import Browser, screenshot_path
@@ -28,13 +29,6 @@ async def _join(page: Any, name: str, room: str) -> None:
 async def _say(page: Any, text: str) -> None:
     await page.fill("#text", text)
     await page.click("#send")
-
-
-async def _texts(page: Any) -> list[str]:
-    texts: list[str] = await page.eval_on_selector_all(
-        "#messages li:not(.note) .text", "items => items.map(item => item.textContent)"
-    )
-    return texts
 
 
 async def _wait_text(page: Any, text: str) -> None:
@@ -93,8 +87,8 @@ async def test_two_tabs_chat(browser: Browser, server: ServeProcess) -> None:
     await _wait_text(bob, "hi bob")
     await _say(bob, "hi alice")
     await _wait_text(alice, "hi alice")
-    assert await _texts(alice) == ["hi bob", "hi alice"]
-    assert await _texts(bob) == ["hi bob", "hi alice"]
+    assert await chat_texts(alice) == ["hi bob", "hi alice"]
+    assert await chat_texts(bob) == ["hi bob", "hi alice"]
     # Both tabs are in the room's presence list.
     await alice.wait_for_function(
         "() => document.getElementById('presence-count').textContent === '2'", timeout=TIMEOUT
@@ -125,7 +119,7 @@ async def test_xss_payloads_render_as_text(browser: Browser, server: ServeProces
     for payload in XSS_PAYLOADS:
         await _wait_text(victim, payload)
     # Shown as the characters sent, in the message and in the name ...
-    assert await _texts(victim) == XSS_PAYLOADS
+    assert await chat_texts(victim) == XSS_PAYLOADS
     names = await victim.eval_on_selector_all(
         "#messages .who", "items => items.map(item => item.textContent)"
     )

@@ -12,13 +12,11 @@ every message once, in the same order.
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.channels.redis_server import RedisServer, redis_server_binary
+from tests.browser_app.chat import chat_texts
+from tests.channels.redis_server import RedisServer
 from tests.serve_process import ServeProcess
 from wsskit.channels.backplanes.base import Retention, backplane_from_url
 
@@ -26,16 +24,6 @@ from .conftest import launch, screenshot_path, trusting_home
 
 TIMEOUT = 45_000
 TOKEN = "dashboard-token-for-tests-0002"
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[RedisServer]:
-    server = RedisServer(redis_server_binary())
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 def _serve(tmp_path: Path, redis: RedisServer, port: int | None = None) -> ServeProcess:
@@ -49,14 +37,7 @@ def _serve(tmp_path: Path, redis: RedisServer, port: int | None = None) -> Serve
     return process
 
 
-async def _texts(page: Any) -> list[str]:
-    texts: list[str] = await page.eval_on_selector_all(
-        "#messages li:not(.note) .text", "items => items.map(item => item.textContent)"
-    )
-    return texts
-
-
-async def _wait_texts(page: Any, count: int) -> None:
+async def _wait_for_messages(page: Any, count: int) -> None:
     await page.wait_for_function(
         "n => document.querySelectorAll('#messages li:not(.note) .text').length >= n",
         arg=count,
@@ -81,7 +62,7 @@ async def test_both_tabs_resume_after_a_restart(tmp_path: Path, redis: RedisServ
         await alice.fill("#text", "before the restart")
         await alice.click("#send")
         for page in (alice, bob):
-            await _wait_texts(page, 1)
+            await _wait_for_messages(page, 1)
 
         assert server.stop(signal.SIGTERM) == 0
         for page in (alice, bob):
@@ -108,14 +89,14 @@ async def test_both_tabs_resume_after_a_restart(tmp_path: Path, redis: RedisServ
         for page in (alice, bob):
             await page.wait_for_selector("#chat-status[data-state='open']", timeout=TIMEOUT)
             await page.wait_for_selector("#chat-log li[data-kind='recovery']", timeout=TIMEOUT)
-            await _wait_texts(page, len(expected))
+            await _wait_for_messages(page, len(expected))
         # One live message after the restart, to see the subscription is live.
         await bob.fill("#text", "after the restart")
         await bob.click("#send")
         expected.append("after the restart")
         for page in (alice, bob):
-            await _wait_texts(page, len(expected))
-            assert await _texts(page) == expected
+            await _wait_for_messages(page, len(expected))
+            assert await chat_texts(page) == expected
             recovery = await page.text_content("#chat-log li[data-kind='recovery']")
             assert recovery is not None and "resumed" in recovery
             offsets = await page.eval_on_selector_all(
