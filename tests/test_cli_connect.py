@@ -361,8 +361,9 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     assert main(["connect", "http://127.0.0.1/"]) == 2
     assert main(["connect", "wss://127.0.0.1/", "--insecure", "--cacert", "ca.pem"]) == 2
     assert main(["connect", "wss://127.0.0.1/", "--key", "key.pem"]) == 2
-    assert main(["connect", "wss://127.0.0.1/", "--cacert", str(tmp_path / "missing.pem")]) == 2
-    assert "cannot load the TLS files" in capsys.readouterr().err
+    missing = tmp_path / "missing.pem"
+    assert main(["connect", "wss://127.0.0.1/", "--cacert", str(missing)]) == 2
+    assert f"cannot read the --cacert file {missing}: No such file or directory" in capsys.readouterr().err
     for argv in (
         ["connect"],  # no URL
         ["connect", "wss://127.0.0.1/", "--header", "no colon"],
@@ -372,6 +373,44 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path)
         with pytest.raises(SystemExit) as info:
             main(argv)
         assert info.value.code == 2
+
+
+def test_tls_files_that_do_not_load_are_named(
+    capsys: pytest.CaptureFixture[str], certificates: DevCertificates, tmp_path: Path
+) -> None:
+    def error(*options: str) -> str:
+        assert main(["connect", "wss://127.0.0.1/", *options]) == 2
+        return capsys.readouterr().err
+
+    missing = tmp_path / "missing.pem"
+    assert f"cannot read the --cert file {missing}" in error("--cert", str(missing))
+    assert f"cannot read the --key file {missing}" in error(
+        "--cert", str(certificates.cert), "--key", str(missing)
+    )
+    err = error("--cacert", str(certificates.key))
+    assert f"cannot load the --cacert file {certificates.key}: no PEM certificate in it" in err
+    err = error("--cacert", str(certificates.ca_cert), "--cert", str(certificates.cert))
+    assert f"cannot load the client certificate {certificates.cert} without a key" in err
+    assert "pass --key KEY.pem (or put the key in the --cert file)" in err
+    err = error("--cert", str(certificates.cert), "--key", str(certificates.ca_key))
+    assert f"cannot load the client certificate {certificates.cert} with the key {certificates.ca_key}" in err
+
+
+async def test_ws_to_a_wss_server_suggests_wss(server: Endpoints) -> None:
+    result = await run_connect(server.url("/echo").replace("wss://", "ws://", 1), stdin=b"hi\n")
+    assert result.returncode == 3
+    assert "does the server speak TLS? try wss://" in result.stderr
+
+
+async def test_wss_to_a_plain_server_suggests_ws() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.close(1000)
+
+    async with serve(handler, "127.0.0.1", 0, ping_interval=None) as plain:
+        port = plain.sockets[0].getsockname()[1]
+        result = await run_connect(f"wss://127.0.0.1:{port}/", "--insecure", stdin=b"hi\n")
+    assert result.returncode == 4
+    assert "the server may not speak TLS: try ws://" in result.stderr
 
 
 # -- reconnecting -------------------------------------------------------------------------------

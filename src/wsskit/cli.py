@@ -58,29 +58,82 @@ def _setup_logging(level: str, log_format: str = "text") -> None:
     root.propagate = False
 
 
-def _size(text: str) -> int | None:
-    """Parse a size like 1048576, 64KiB, 1MiB, 16M, or 'none' (no limit)."""
+_SIZE_UNITS = {
+    "kib": 1024,
+    "kb": 1000,
+    "k": 1024,
+    "mib": 1024**2,
+    "mb": 1000**2,
+    "m": 1024**2,
+    "gib": 1024**3,
+}
+_SIZE_EXAMPLES = "e.g. 1048576, 64KiB, 1MiB"
+# Words that turn a limit off, besides 0 for a rate.
+_OFF_WORDS = ("none", "unlimited")
+
+
+def _bytes(text: str) -> int:
+    """Parse a number of bytes >= 0, with an optional unit (64KiB, 1MiB, 16M, 2kb).
+
+    Raises argparse.ArgumentTypeError (argparse prints its message) for anything else.
+    """
     value = text.strip().lower()
-    if value in ("none", "unlimited"):
-        return None
-    units = {"kib": 1024, "kb": 1000, "k": 1024, "mib": 1024**2, "mb": 1000**2, "m": 1024**2, "gib": 1024**3}
-    for suffix, factor in sorted(units.items(), key=lambda kv: -len(kv[0])):
+    number, factor = value, 1
+    for suffix, unit in sorted(_SIZE_UNITS.items(), key=lambda kv: -len(kv[0])):
         if value.endswith(suffix):
-            return int(float(value[: -len(suffix)]) * factor)
-    number = int(value)
-    if number <= 0:
-        raise argparse.ArgumentTypeError("a size is a positive number of bytes")
-    return number
+            number, factor = value[: -len(suffix)], unit
+            break
+    try:
+        size = float(number) * factor if factor != 1 else int(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} ({_SIZE_EXAMPLES})") from None
+    if not math.isfinite(size) or size < 0:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} ({_SIZE_EXAMPLES})")
+    return int(size)
+
+
+def _size(text: str) -> int | None:
+    """Parse a size like 1048576, 64KiB, 1MiB, 16M, or 'none' (no limit).
+
+    Raises argparse.ArgumentTypeError for something else, or a size of 0.
+    """
+    if text.strip().lower() in _OFF_WORDS:
+        return None
+    size = _bytes(text)
+    if size <= 0:
+        raise argparse.ArgumentTypeError(
+            f"a size is a positive number of bytes ({_SIZE_EXAMPLES}), not {text!r}"
+        )
+    return size
+
+
+def _byte_rate(text: str) -> int:
+    """Parse a rate in bytes per second like 16MiB; 0 or 'none' turns the limit off (0).
+
+    Raises argparse.ArgumentTypeError for something else.
+    """
+    if text.strip().lower() in _OFF_WORDS:
+        return 0
+    return _bytes(text)
 
 
 def _rate(text: str) -> float:
-    """Parse a rate per second: a finite number >= 0 (0 turns the limit off)."""
+    """Parse a rate per second: a finite number >= 0; 0 or 'none' turns the limit off (0).
+
+    Raises argparse.ArgumentTypeError for something else.
+    """
+    if text.strip().lower() in _OFF_WORDS:
+        return 0.0
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"not a rate: {text!r} (a number per second; 0 or 'none': no limit)"
+        ) from None
     if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError("a rate is a finite number >= 0 (0: no limit)")
+        raise argparse.ArgumentTypeError(
+            f"a rate is a finite number >= 0 (0 or 'none': no limit), not {text!r}"
+        )
     return value
 
 
@@ -170,7 +223,7 @@ def _parser() -> argparse.ArgumentParser:
         help="enable POST /api/publish for this bearer token (repeatable; or $WSSKIT_API_TOKEN, "
         "comma-separated); at least 16 characters",
     )
-    limits = serve.add_argument_group("rate limits (0 turns a rate limit off)")
+    limits = serve.add_argument_group("rate limits (0 or 'none' turns a rate off; caps stay at least 1)")
     limits.add_argument(
         "--connection-rate",
         type=_rate,
@@ -197,9 +250,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     limits.add_argument(
         "--byte-rate",
-        type=_size,
+        type=_byte_rate,
         metavar="SIZE",
-        help="bytes per second one connection may send, e.g. 16MiB (default) or 'none'; over it: close 1008",
+        help="bytes per second one connection may send, e.g. 16MiB (default); over it: close 1008",
     )
     limits.add_argument(
         "--ping-rate",
@@ -325,7 +378,7 @@ def _serve_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
     if "trusted_proxy" in given:
         overrides["trusted_proxies"] = tuple(given["trusted_proxy"])
     if "byte_rate" in given:
-        overrides["byte_rate"] = given["byte_rate"] or 0
+        overrides["byte_rate"] = given["byte_rate"]
     # API tokens: the options, else the environment, else the file.
     tokens = given.get("api_token") or environ.get(API_TOKEN_ENV, "").split(",")
     access = api_access(token.strip() for token in tokens)
@@ -354,11 +407,62 @@ def _check_proxy_protocol(values: Mapping[str, Any]) -> None:
         raise ValueError("--trusted-proxy is used only with --proxy-protocol")
 
 
+def _readable(option: str, path: Path) -> None:
+    # OpenSSL's own errors name no file ("[SSL] PEM lib"): open it first.
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot read the {option} file {path}: {exc.strerror or exc}") from None
+
+
+def _check_tls_files(config: Any) -> None:
+    """Load the certificate, key and client CA of ``config`` once, before serving.
+
+    Raises ValueError naming the file and what to do: a missing or unreadable
+    file, a key that is missing or does not match the certificate, a file
+    that holds no certificate.
+    """
+    import ssl
+
+    if not config.tls or config.certfile is None:
+        return  # plain ws://, or the dev certificate (made and checked by wsskit itself)
+    cert, key = Path(config.certfile), config.keyfile
+    _readable("--cert", cert)
+    if key is not None:
+        _readable("--key", Path(key))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        # "PEM lib" (no reason) says little: a missing key, or a file that is not PEM.
+        detail = f" ({exc.reason})" if exc.reason else ""
+        if key is None:
+            raise ValueError(
+                f"cannot load the certificate {cert} without a key: the key is missing from it or "
+                f"does not match{detail}; pass --key KEY.pem (or put the key in the --cert file)"
+            ) from None
+        raise ValueError(
+            f"cannot load the certificate {cert} with the key {key}: one is not PEM, or the key "
+            f"does not match the certificate{detail}; check --cert and --key"
+        ) from None
+    if config.client_ca is not None:
+        _readable("--client-ca", Path(config.client_ca))
+        try:
+            context.load_verify_locations(cafile=config.client_ca)
+        except ssl.SSLError as exc:
+            detail = f" ({exc.reason})" if exc.reason else ""
+            raise ValueError(
+                f"cannot load the client CA {config.client_ca}: no PEM certificate in it{detail}"
+            ) from None
+
+
 def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .app import run
 
     try:
         config = _serve_config(args, os.environ)
+        _check_tls_files(config)
     except ValueError as exc:
         print(f"wsskit: error: {exc}", file=sys.stderr)
         return 2

@@ -65,7 +65,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .asyncio import loops
-from .asyncio.client import ClientConnection, connect
+from .asyncio.client import ClientConnection, _tls_hint, connect
 from .exceptions import (
     ConnectionClosed,
     GiveUp,
@@ -337,15 +337,46 @@ def _tls_context(args: argparse.Namespace, wsuri: WebSocketURI) -> ssl.SSLContex
         raise _UsageError("--key needs --cert")
     if args.insecure and args.cacert is not None:
         raise _UsageError("--insecure and --cacert exclude each other")
+    # OpenSSL names no file in its errors ("No such file or directory"): try each first.
+    for option, path in (("--cacert", args.cacert), ("--cert", args.cert), ("--key", args.key)):
+        if path is not None:
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                raise _UsageError(f"cannot read the {option} file {path}: {exc.strerror or exc}") from None
     try:
         if args.insecure:
             return _insecure_context(args.cert, args.key)
         if args.cacert is not None or args.cert is not None:
             return client_context(args.cacert, args.cert, args.key)
     except OSError as exc:  # ssl.SSLError is an OSError too
-        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-        raise _UsageError(f"cannot load the TLS files{where}: {exc.strerror or exc}") from None
+        raise _UsageError(_tls_files_error(args, exc)) from None
     return None
+
+
+def _tls_files_error(args: argparse.Namespace, exc: OSError) -> str:
+    """What went wrong loading readable TLS files, naming them."""
+    reason = getattr(exc, "reason", None)
+    detail = f" ({reason})" if reason else ""
+    if args.cert is not None:
+        try:  # which of the files is at fault: the CA file alone first
+            if args.cacert is not None:
+                client_context(args.cacert)
+        except OSError:
+            pass
+        else:
+            if args.key is None:
+                return (
+                    f"cannot load the client certificate {args.cert} without a key: the key is "
+                    f"missing from it or does not match{detail}; pass --key KEY.pem (or put the key "
+                    "in the --cert file)"
+                )
+            return (
+                f"cannot load the client certificate {args.cert} with the key {args.key}: one is not "
+                f"PEM, or the key does not match the certificate{detail}; check --cert and --key"
+            )
+    return f"cannot load the --cacert file {args.cacert}: no PEM certificate in it{detail}"
 
 
 # -- standard input ---------------------------------------------------------------------
@@ -703,6 +734,8 @@ class _Client:
             return EXIT_HANDSHAKE
         if isinstance(exc, HandshakeError):
             self.out.status(f"error: handshake with {target} failed: {exc}")
+            for note in getattr(exc, "__notes__", ()):  # connect()'s advice (3.11+)
+                self.out.status(f"  {note}")
             return EXIT_HANDSHAKE
         if isinstance(exc, ssl.SSLCertVerificationError):
             self.out.status(f"error: TLS with {target}: certificate not verified: {exc.verify_message}")
@@ -710,6 +743,9 @@ class _Client:
             return EXIT_NETWORK
         if isinstance(exc, ssl.SSLError):
             self.out.status(f"error: TLS with {target} failed: {exc.reason or exc}")
+            hint = _tls_hint(exc)  # computed again: notes exist on 3.11+ only
+            if hint is not None:
+                self.out.status(f"  {hint}")
             return EXIT_NETWORK
         if isinstance(exc, OSError):  # TimeoutError included
             self.out.status(f"error: cannot connect to {target}: {_failure_text(exc)}")

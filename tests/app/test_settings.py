@@ -195,3 +195,42 @@ def test_bad_combinations_across_file_and_options(
     path = write(tmp_path, text)
     with pytest.raises(ValueError, match=message):
         _serve_config(args("--config", str(path), *argv), {})
+
+
+@pytest.mark.parametrize("off", ["0", "0.0", "'none'", "'None'", "'0'"])
+def test_0_or_none_turns_every_rate_off_in_the_file(tmp_path: Path, off: str) -> None:
+    path = write(
+        tmp_path,
+        f"[limits]\nconnection_rate = {off}\nmessage_rate = {off}\nbyte_rate = {off}\nping_rate = {off}\n",
+    )
+    config = ServeConfig(**load_file(path, {}))
+    assert (config.connection_rate, config.message_rate, config.byte_rate, config.ping_rate) == (0, 0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[limits]\nbyte_rate = -1\n", "'limits.byte_rate' must be a positive number of bytes"),
+        ("[limits]\nping_rate = -1\n", "'limits.ping_rate' must be a finite number of at least 0"),
+        ("[limits]\nconnection_rate = false\n", "'limits.connection_rate' must be a number, not a boolean"),
+        ("[limits]\nmax_connections_per_ip = 0\n", "'limits.max_connections_per_ip' must be at least 1"),
+        ("[limits]\nmax_connections = 'none'\n", "'limits.max_connections' must be an integer"),
+    ],
+)
+def test_rates_off_but_not_caps_or_nonsense(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_file(write(tmp_path, text), {})
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("off", ["0", "none"])
+def test_0_or_none_turns_every_rate_off_on_the_command_line(off: str) -> None:
+    rates = ("--connection-rate", "--message-rate", "--byte-rate", "--ping-rate")
+    config = _serve_config(args(*(item for rate in rates for item in (rate, off))), {})
+    assert (config.connection_rate, config.message_rate, config.byte_rate, config.ping_rate) == (0, 0, 0, 0)
+
+
+def test_the_command_line_turns_off_a_rate_the_file_sets(tmp_path: Path) -> None:
+    path = write(tmp_path, "[limits]\nbyte_rate = '1KiB'\nmessage_rate = 5\n")
+    config = _serve_config(args("--config", str(path), "--byte-rate", "0", "--message-rate", "0"), {})
+    assert (config.byte_rate, config.message_rate) == (0, 0)

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import socket
 import ssl
+import sys
 
 import pytest
 
@@ -254,3 +255,83 @@ async def test_options_without_timeouts_and_with_deflate_options() -> None:
         for i in range(50):
             await ws.send(f"message {i}")
         assert [await ws.recv() for _ in range(50)] == [f"message {i}" for i in range(50)]
+
+
+# -- advice on a wrong scheme or an untrusted CA ------------------------------------------
+
+
+def _advice(exc: BaseException) -> str:
+    # The message and the notes (3.11+): where connect() puts its advice.
+    return " | ".join([str(exc), *getattr(exc, "__notes__", ())])
+
+
+async def test_ws_to_a_tls_port_suggests_wss(server_ssl: ssl.SSLContext) -> None:
+    async with serve(echo, "127.0.0.1", 0, ssl=server_ssl) as server:
+        with pytest.raises(InvalidHandshake) as info:
+            await connect(f"ws://127.0.0.1:{port_of(server)}/", open_timeout=TIMEOUT)
+    assert type(info.value) is InvalidHandshake
+    assert "does the server speak TLS? try wss://" in str(info.value)
+
+
+async def test_a_tls_alert_in_answer_to_ws_suggests_wss() -> None:
+    async def alert(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        # What some TLS servers send to a plain GET: a fatal alert record (TLS 1.2).
+        writer.write(b"\x15\x03\x03\x00\x02\x02\x46")
+        writer.close()
+
+    async with raw_server(alert) as port:
+        with pytest.raises(InvalidHandshake) as info:
+            await connect(f"ws://127.0.0.1:{port}/", open_timeout=TIMEOUT)
+    # No status line, so the core reports a connection closed; the bytes were a TLS record.
+    assert type(info.value) is InvalidHandshake
+    assert "does the server speak TLS? try wss://" in str(info.value)
+
+
+async def test_a_garbled_answer_gets_no_tls_advice() -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+        writer.close()
+
+    async with raw_server(garbage) as port:
+        with pytest.raises(InvalidHandshake) as info:
+            await connect(f"ws://127.0.0.1:{port}/", open_timeout=TIMEOUT)
+    assert "TLS" not in _advice(info.value)
+
+
+async def test_wss_to_a_plain_server_suggests_ws() -> None:
+    async def plain_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)  # the ClientHello has come: answer as a plain HTTP server would
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        writer.close()
+
+    async with raw_server(plain_http) as port:
+        with pytest.raises(ssl.SSLError) as info:
+            await connect(f"wss://127.0.0.1:{port}/", open_timeout=TIMEOUT)
+    assert not isinstance(info.value, ssl.SSLCertVerificationError)
+    if sys.version_info >= (3, 11):
+        assert "the server may not speak TLS: try ws://" in info.value.__notes__
+    else:
+        assert not hasattr(info.value, "__notes__")
+
+
+async def test_an_untrusted_ca_suggests_client_context(server_ssl: ssl.SSLContext) -> None:
+    async with serve(echo, "127.0.0.1", 0, ssl=server_ssl) as server:
+        with pytest.raises(ssl.SSLCertVerificationError) as info:
+            await connect(f"wss://127.0.0.1:{port_of(server)}/", open_timeout=TIMEOUT)
+    assert "unable to get local issuer certificate" in str(info.value)  # OpenSSL's message is kept
+    if sys.version_info >= (3, 11):
+        (note,) = info.value.__notes__
+        assert "ssl=wsskit.tls.client_context(cafile=" in note
+
+
+async def test_a_wrong_host_name_gets_no_ca_advice(
+    server_ssl: ssl.SSLContext, client_ssl: ssl.SSLContext
+) -> None:
+    # The dev certificate names localhost, 127.0.0.1 and ::1: a trusted CA, a wrong name.
+    async with serve(echo, "127.0.0.2", 0, ssl=server_ssl) as server:
+        with pytest.raises(ssl.SSLCertVerificationError) as info:
+            await connect(f"wss://127.0.0.2:{port_of(server)}/", ssl=client_ssl, open_timeout=TIMEOUT)
+    assert "mismatch" in str(info.value)
+    assert getattr(info.value, "__notes__", []) == []

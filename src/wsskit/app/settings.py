@@ -369,15 +369,24 @@ class _Reader:
         caps = ("max_connections_per_ip", "max_connections")
         self._keys(table, "limits", (*rates, *caps, "byte_rate"))
         out: dict[str, Any] = {}
+        # A rate of 0 (or "none") turns that limit off; caps stay at least 1.
         for key in rates:
             if key in table:
-                out[key] = self._number(f"limits.{key}", table[key])
+                out[key] = 0.0 if self._off(table[key]) else self._number(f"limits.{key}", table[key])
         for key in caps:
             if key in table:
                 out[key] = self._int(f"limits.{key}", table[key], 1)
         if "byte_rate" in table:
-            out["byte_rate"] = self._size("limits.byte_rate", table["byte_rate"]) or 0
+            value = table["byte_rate"]
+            out["byte_rate"] = 0 if self._off(value) else self._size("limits.byte_rate", value)
         return out
+
+    @staticmethod
+    def _off(value: object) -> bool:
+        # How a rate is turned off: 0 (not false: a boolean is refused as a number) or "none".
+        if isinstance(value, str):
+            return value.strip().lower() in ("none", "unlimited", "0")
+        return not isinstance(value, bool) and isinstance(value, (int, float)) and value == 0
 
     def api(self, table: Mapping[str, Any]) -> ApiAccess | None:
         self._keys(table, "api", ("tokens",))

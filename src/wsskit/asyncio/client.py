@@ -81,6 +81,18 @@ class ClientConnection(Connection):
         self._opened_at: float | None = None
         self._lost_at: float | None = None
         self._closed_locally = False
+        # The first bytes of the answer: a TLS record there means ws:// to a wss:// port.
+        self._first_bytes = b""
+
+    def data_received(self, data: bytes) -> None:
+        """Called by asyncio with bytes from the network: feed them to the core."""
+        if len(self._first_bytes) < 2:
+            self._first_bytes += data[: 2 - len(self._first_bytes)]
+        super().data_received(data)
+
+    def _answer_looks_like_tls(self) -> bool:
+        # Nothing at all (a TLS server closes on a GET), or an alert or handshake record.
+        return self._first_bytes in (b"", b"\x15\x03", b"\x16\x03")
 
     def _on_handshake_event(self, event: Event) -> None:
         if type(event) is Accept:
@@ -328,28 +340,37 @@ class _Connect:
         }
         host, port = wsuri.host, wsuri.port
         proxy = self._proxy_for(wsuri)
-        if proxy is None:
-            transport, connection = await asyncio.get_running_loop().create_connection(
-                lambda: ClientConnection(core, **connection_options),
-                host,
-                port,
-                ssl=context,
-                server_hostname=host if context is not None else None,
-            )
-        else:
-            logger.debug("%s: connecting through proxy %s", _display_uri(wsuri), proxy.url)
-            transport, connection = await create_proxy_connection(
-                proxy,
-                lambda: ClientConnection(core, **connection_options),
-                host,
-                port,
-                ssl=context,
-                server_hostname=host,
-                proxy_ssl=options["proxy_ssl"],
-                user_agent=options["user_agent_header"],
-            )
+        try:
+            if proxy is None:
+                transport, connection = await asyncio.get_running_loop().create_connection(
+                    lambda: ClientConnection(core, **connection_options),
+                    host,
+                    port,
+                    ssl=context,
+                    server_hostname=host if context is not None else None,
+                )
+            else:
+                logger.debug("%s: connecting through proxy %s", _display_uri(wsuri), proxy.url)
+                transport, connection = await create_proxy_connection(
+                    proxy,
+                    lambda: ClientConnection(core, **connection_options),
+                    host,
+                    port,
+                    ssl=context,
+                    server_hostname=host,
+                    proxy_ssl=options["proxy_ssl"],
+                    user_agent=options["user_agent_header"],
+                )
+        except _ssl.SSLError as exc:
+            _add_tls_hint(exc)
+            raise
         try:
             await connection._handshake
+        except InvalidHandshake as exc:
+            transport.abort()
+            if wsuri.secure or not connection._answer_looks_like_tls():
+                raise
+            raise _with_hint(exc, _NOT_PLAIN_HINT) from exc.__cause__
         except BaseException:
             transport.abort()
             raise
@@ -433,6 +454,46 @@ def _redirect_target(current: WebSocketURI, location: str, response: InvalidStat
             "it would leave TLS (wss:// to ws://)"
         ) from response
     return target
+
+
+#: Added to the error of a ws:// handshake that got no answer or a TLS record back.
+_NOT_PLAIN_HINT = "does the server speak TLS? try wss://"
+#: Added (as a note) to the SSLError of a wss:// connection to a server that answered without TLS.
+_NOT_TLS_HINT = "the server may not speak TLS: try ws://"
+#: Added (as a note) to a certificate verification failure that a CA file would fix.
+_UNTRUSTED_HINT = (
+    "to trust a private CA, pass ssl=wsskit.tls.client_context(cafile='ca.pem') "
+    "(the development CA: see `wsskit cert`)"
+)
+# OpenSSL's reasons for bytes that are not a TLS record (an HTTP answer, say).
+_NOT_TLS_REASONS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"})
+# Verification results that mean "the issuer is not trusted" (X509_V_ERR_*), not a wrong name.
+_UNTRUSTED_CODES = frozenset({2, 18, 19, 20, 21})
+
+
+def _tls_hint(exc: _ssl.SSLError) -> str | None:
+    """The advice for a failed TLS handshake, or None: not TLS, or an untrusted CA."""
+    if isinstance(exc, _ssl.SSLCertVerificationError):
+        return _UNTRUSTED_HINT if exc.verify_code in _UNTRUSTED_CODES else None
+    return _NOT_TLS_HINT if exc.reason in _NOT_TLS_REASONS else None
+
+
+def _add_tls_hint(exc: _ssl.SSLError) -> None:
+    # A note (Python 3.11+) keeps the exception's type: callers catch ssl.SSLError
+    # and SSLCertVerificationError. On 3.10 the message stays OpenSSL's own.
+    hint = _tls_hint(exc)
+    if hint is not None and sys.version_info >= (3, 11):
+        exc.add_note(hint)
+
+
+def _with_hint(exc: InvalidHandshake, hint: str) -> InvalidHandshake:
+    # The message itself carries the hint (str(exc) is what most callers print);
+    # a subclass, whose constructor may differ, gets a note instead (3.11+).
+    if type(exc) is InvalidHandshake:
+        return InvalidHandshake(f"{exc}: {hint}", exc.status)
+    if sys.version_info >= (3, 11):
+        exc.add_note(hint)
+    return exc
 
 
 def _display_uri(wsuri: WebSocketURI) -> str:
@@ -550,6 +611,15 @@ def connect(
     :class:`~wsskit.exceptions.NegotiationError`) for an invalid answer, a
     redirect that cannot be followed (too many, to another scheme, from
     ``wss://`` to ``ws://``).
+
+    Errors that usually mean a wrong scheme or an untrusted CA carry advice.
+    A ``ws://`` handshake that got no answer, or a TLS record, says "does the
+    server speak TLS? try wss://" in its message. An :class:`ssl.SSLError`
+    keeps its type and message and gets the advice as a note
+    (:meth:`BaseException.add_note`, shown in tracebacks; Python 3.11+, none
+    on 3.10): "try ws://" when the server answered without TLS, and how to
+    trust a private CA with :func:`wsskit.tls.client_context` when the
+    certificate's issuer is unknown.
     """
     # Check cheap arguments now rather than when awaited.
     _deflate_options(compression)
