@@ -248,6 +248,8 @@ def is_idempotency_key(value: object) -> bool:
     so a key that one accepts the other does too.
     """
     return isinstance(value, str) and _IDEMPOTENCY_KEY.fullmatch(value) is not None
+
+
 _TOKEN_MAX = 1024
 _COMMANDS = ("subscribe", "unsubscribe", "publish", "history", "presence", "ping")
 # Fields each command accepts besides "id" and "cmd": anything else is a bad request.
