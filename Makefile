@@ -21,7 +21,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "wsskit needs Python 3.10 or newer"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade pip 'setuptools>=77'
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -62,7 +62,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed
 $(BENCH_STAMP): pyproject.toml bench/requirements.txt $(wildcard setup.py src/wsskit/*.c src/wsskit/*/*.c)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "wsskit needs Python 3.10 or newer"'
 	test -x $(BENCH_PY) || $(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_PY) -m pip install --quiet --upgrade pip
+	$(BENCH_PY) -m pip install --quiet --upgrade pip 'setuptools>=77'
 	$(BENCH_PY) -m pip install --quiet -e . -r bench/requirements.txt
 	touch $(BENCH_STAMP)
 

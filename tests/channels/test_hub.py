@@ -98,6 +98,24 @@ async def test_backend_publish_reaches_every_subscriber_through_one_broker_subsc
         assert not a.pushes
 
 
+async def test_sessions_and_subscriber_counts_of_this_node(
+    server_ssl: ssl.SSLContext, client_ssl: ssl.SSLContext
+) -> None:
+    hub = _hub()
+    assert hub.sessions() == [] and hub.subscriber_counts() == {}
+    async with serving(hub, server_ssl) as url, client(url, client_ssl) as a, client(url, client_ssl) as b:
+        await a.result("subscribe", channel="news")
+        await b.result("subscribe", channel="news")
+        await b.result("subscribe", channel="sport")
+        assert hub.subscriber_counts() == {"news": 2, "sport": 1}
+        sessions = hub.sessions()
+        assert len(sessions) == 2
+        assert len({session.connection for session in sessions}) == 2
+        assert all(session.connection.state.name == "OPEN" for session in sessions)
+        await b.result("unsubscribe", channel="sport")
+        assert hub.subscriber_counts() == {"news": 2}
+
+
 async def test_history_command(server_ssl: ssl.SSLContext, client_ssl: ssl.SSLContext) -> None:
     hub = _hub()
     async with serving(hub, server_ssl) as url, client(url, client_ssl) as c:

@@ -90,10 +90,7 @@ class Dashboard:
     def snapshot(self) -> dict[str, Any]:
         """This node's counters now (totals since start; the browser derives rates)."""
         metrics = self.metrics
-        channels: dict[str, int] = {}
-        # The hub's per-channel sessions on this node (a read-only look).
-        for name, local in getattr(self.hub, "_channels", {}).items():
-            channels[name] = len(getattr(local, "sessions", ()))
+        channels = self.hub.subscriber_counts()
         top = sorted(channels.items(), key=lambda item: (-item[1], item[0]))[:_TOP_CHANNELS]
         return {
             "node": self.node,

@@ -179,7 +179,7 @@ class Drain:
 
 
 def _sessions_by_connection(hub: Any) -> dict[Any, Any]:
-    # The hub keeps its channel sessions in a set; each knows its
-    # connection. Read it defensively: a hub without sessions has none to close.
-    sessions: Iterable[Any] = getattr(hub, "_sessions", ())
-    return {session.connection: session for session in list(sessions)}
+    # Each channel session knows its connection; a hub without sessions
+    # (a stand-in in tests) has none to close.
+    sessions = hub.sessions() if hasattr(hub, "sessions") else ()
+    return {session.connection: session for session in sessions}

@@ -246,6 +246,18 @@ class Hub:
         """
         return self._started and not self._closing and self.backplane.ready
 
+    def sessions(self) -> list[ChannelSession]:
+        """The channel sessions open on this hub now (a copy: safe to iterate while they close).
+
+        Each has its ``connection``; ``session.disconnect(close, flush=True)``
+        sends what is queued, then closes (what a graceful drain does).
+        """
+        return list(self._sessions)
+
+    def subscriber_counts(self) -> dict[str, int]:
+        """Channel name -> the sessions of this hub subscribed to it (this node only)."""
+        return {name: len(local.sessions) for name, local in self._channels.items()}
+
     async def close(self) -> None:
         """Close every connection with 4001 (shutdown, reconnect), then the backplane."""
         self._closing = True
