@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from ._sizes import SIZE_EXAMPLES, parse_size
 from .asyncio import loops
 
 __all__ = ["main"]
@@ -58,16 +59,6 @@ def _setup_logging(level: str, log_format: str = "text") -> None:
     root.propagate = False
 
 
-_SIZE_UNITS = {
-    "kib": 1024,
-    "kb": 1000,
-    "k": 1024,
-    "mib": 1024**2,
-    "mb": 1000**2,
-    "m": 1024**2,
-    "gib": 1024**3,
-}
-_SIZE_EXAMPLES = "e.g. 1048576, 64KiB, 1MiB"
 # Words that turn a limit off, besides 0 for a rate.
 _OFF_WORDS = ("none", "unlimited")
 
@@ -77,19 +68,10 @@ def _bytes(text: str) -> int:
 
     Raises argparse.ArgumentTypeError (argparse prints its message) for anything else.
     """
-    value = text.strip().lower()
-    number, factor = value, 1
-    for suffix, unit in sorted(_SIZE_UNITS.items(), key=lambda kv: -len(kv[0])):
-        if value.endswith(suffix):
-            number, factor = value[: -len(suffix)], unit
-            break
     try:
-        size = float(number) * factor if factor != 1 else int(number)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} ({_SIZE_EXAMPLES})") from None
-    if not math.isfinite(size) or size < 0:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} ({_SIZE_EXAMPLES})")
-    return int(size)
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _size(text: str) -> int | None:
@@ -102,7 +84,7 @@ def _size(text: str) -> int | None:
     size = _bytes(text)
     if size <= 0:
         raise argparse.ArgumentTypeError(
-            f"a size is a positive number of bytes ({_SIZE_EXAMPLES}), not {text!r}"
+            f"a size is a positive number of bytes ({SIZE_EXAMPLES}), not {text!r}"
         )
     return size
 

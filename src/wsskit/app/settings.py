@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .._sizes import parse_size
 from ..asyncio.proxy_header import PROXY_PROTOCOLS, trusted_networks
 from ..channels.namespaces import Namespace
 from ..guards.auth import AuthChain, JWTAuthenticator, StaticTokenAuthenticator, TokenExtractor
@@ -31,16 +32,6 @@ API_TOKEN_ENV = "WSSKIT_API_TOKEN"  # noqa: S105 - a variable name, not a secret
 
 #: The subject of API tokens given without one (``--api-token``, the environment).
 _DEFAULT_API_SUBJECT = "api"
-
-_SIZE_UNITS = {
-    "kib": 1024,
-    "kb": 1000,
-    "k": 1024,
-    "mib": 1024**2,
-    "mb": 1000**2,
-    "m": 1024**2,
-    "gib": 1024**3,
-}
 
 
 class ConfigError(ValueError):
@@ -226,18 +217,14 @@ class _Reader:
             return value
         if not isinstance(value, str):
             raise self._wrong(key, 'a size (bytes, "64KiB", "1MiB" or "none")', value)
-        text = value.strip().lower()
-        if text in ("none", "unlimited"):
+        if value.strip().lower() in ("none", "unlimited"):
             return None
-        for suffix, factor in sorted(_SIZE_UNITS.items(), key=lambda kv: -len(kv[0])):
-            if text.endswith(suffix):
-                try:
-                    size = int(float(text[: -len(suffix)]) * factor)
-                except ValueError:
-                    break
-                if size > 0:
-                    return size
-                break
+        try:
+            size = parse_size(value)
+        except ValueError:
+            size = 0
+        if size > 0:
+            return size
         raise ConfigError(f'{key!r} must be a size (bytes, "64KiB", "1MiB" or "none"), not {value!r}')
 
     def _secret(self, table: Mapping[str, Any], where: str, name: str) -> str | None:
