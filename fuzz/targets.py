@@ -615,7 +615,7 @@ def deflate_roundtrip(data: bytes) -> None:
     Layout: a settings byte (window bits 8-15, no context takeover,
     compression level), a byte (memory level), then fragments, each a byte
     (FIN, repeat) and a length byte, the data, and with "repeat" a repeat
-    count. Also: a compressed fragment is at most its size + size // 1024 + 64
+    count. Also: a compressed fragment is at most ``compressed_limit(size)``
     bytes, the slack ``FrameParser`` allows a compressed frame.
     """
     r = _Reader(data)
@@ -640,7 +640,7 @@ def deflate_roundtrip(data: bytes) -> None:
         fin = bool(head & 1)
         payload = sender.compress(fragment, fin)
         size = len(fragment)
-        assert len(payload) <= size + size // 1024 + 64, (size, len(payload))
+        assert len(payload) <= compressed_limit(size), (size, len(payload))
         out = receiver.decompress(payload, fin, None)
         assert out == fragment, f"sent {fragment!r}, received {out!r}"
 
@@ -931,7 +931,7 @@ class _Core:
             frame_limit = limits.frame_limit
             if frame_limit is not None:
                 if conn._pmd is not None:
-                    frame_limit += frame_limit // 1024 + 64
+                    frame_limit = compressed_limit(frame_limit)
                 assert buffered < _MAX_HEADER + frame_limit, f"{buffered} bytes of frame buffered"
         parts = sum(len(part) for part in conn._in_parts)
         assert limits.max_message_size is None or parts <= limits.max_message_size, parts

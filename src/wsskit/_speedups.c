@@ -326,7 +326,7 @@ parse_frames(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             unsigned long long limit = max_payload;
             if (rsv1) {
                 /* frames.compressed_limit(): DEFLATE may grow incompressible data a little. */
-                unsigned long long slack = limit / 1024 + 64;
+                unsigned long long slack = (limit >> 5) + (limit >> 7) + (limit >> 11) + 64;
                 limit = (limit > ULLONG_MAX - slack) ? ULLONG_MAX : limit + slack;
             }
             if (length > limit) {

@@ -147,3 +147,16 @@ async def test_keepalive_against_websockets() -> None:
             await ws.send(str(i))
             assert await ws.recv() == str(i)
         assert await asyncio.wait_for(ws.ping(), TIMEOUT) >= 0
+
+
+async def test_an_incompressible_message_of_exactly_max_size_from_websockets() -> None:
+    # python-websockets compresses with memory level 5: DEFLATE cuts stored
+    # blocks every 2 KiB, so random data grows about 0.3 % and the frame
+    # is larger than max_size; the message itself is not (RFC 7692 §7.2.3).
+    data = random_bytes(2**16)
+    async with (
+        serve(echo, "127.0.0.1", 0, compression="deflate", max_size=2**16, ping_interval=None) as server,
+        ws_connect(f"ws://127.0.0.1:{port_of(server)}/", max_size=2**17) as ws,
+    ):
+        await ws.send(data)
+        assert await asyncio.wait_for(ws.recv(), TIMEOUT) == data

@@ -1005,3 +1005,49 @@ def test_options_are_frozen() -> None:
     with pytest.raises(AttributeError):
         opts.min_size = 3  # type: ignore[misc]
     assert replace(opts, min_size=3).min_size == 3
+
+
+def _far_repeats() -> bytes:
+    # A block repeated 20 KiB apart: a 15-bit window refers back to it, a
+    # 12-bit (4 KiB) one cannot, so the window shows in the output.
+    block = random.Random(7).randbytes(2000)
+    filler = random.Random(8).randbytes(20000)
+    return block + filler + block
+
+
+def _zlib_payload(data: bytes, bits: int, memory_level: int) -> bytes:
+    # What plain zlib makes with these settings, ending as RFC 7692 says.
+    encoder = zlib.compressobj(6, zlib.DEFLATED, -bits, memory_level)
+    return (encoder.compress(data) + encoder.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+@pytest.mark.parametrize(
+    ("negotiated", "window", "used"),
+    [(15, 12, 12), (15, 15, 15), (10, 15, 10), (12, 12, 12), (8, 12, 9)],
+)
+def test_the_compressor_window_is_the_smaller_of_the_two(negotiated: int, window: int, used: int) -> None:
+    # A sender may use less window than the peer allows (RFC 7692 §7.1.2.1),
+    # never more; zlib's raw DEFLATE starts at 9 bits.
+    data = _far_repeats()
+    engine = make_engine(local_bits=negotiated, is_client=False, compress_window_bits=window)
+    assert engine.compress(data) == _zlib_payload(data, used, 5)
+
+
+def test_a_smaller_window_costs_bytes_on_far_repeats() -> None:
+    data = _far_repeats()
+    small = make_engine(is_client=False, compress_window_bits=12).compress(data)
+    full = make_engine(is_client=False, compress_window_bits=15).compress(data)
+    assert len(full) < len(small)
+
+
+@pytest.mark.parametrize("bits", [7, 16])
+def test_compress_window_bits_is_checked(bits: int) -> None:
+    with pytest.raises(ValueError, match="compress_window_bits"):
+        DeflateOptions(compress_window_bits=bits)
+    with pytest.raises(ValueError, match="compress_window_bits"):
+        make_engine(compress_window_bits=bits)
+
+
+def test_the_defaults_are_light_on_memory() -> None:
+    options = DeflateOptions()
+    assert (options.compress_window_bits, options.memory_level, options.compress_level) == (12, 5, 6)

@@ -263,12 +263,12 @@ def test_parse_frames_reports_a_violation_after_the_frames_before_it() -> None:
         0,
         (1009, "frame of 1001 bytes exceeds the limit of 1000"),
     )
-    # The compressed allowance: 1000 + 1000 // 1024 + 64.
-    assert _parse(b"\xc2\x7e\x04\x29", rsv1=True, limit=1000)[2] == (
+    # The compressed allowance: 1000 + (1000 >> 5) + (1000 >> 7) + (1000 >> 11) + 64 = 1102.
+    assert _parse(b"\xc2\x7e\x04\x4f", rsv1=True, limit=1000)[2] == (
         1009,
-        "frame of 1065 bytes exceeds the limit of 1000",
+        "frame of 1103 bytes exceeds the limit of 1000",
     )
-    assert _parse(b"\xc2\x7e\x04\x28", rsv1=True, limit=1000) == ([], 0, None)
+    assert _parse(b"\xc2\x7e\x04\x4e", rsv1=True, limit=1000) == ([], 0, None)
 
 
 def test_parse_frames_limits() -> None:
