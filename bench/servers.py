@@ -16,9 +16,9 @@ Then it reads commands on stdin, one per line, and answers on stdout:
 
 - ``COUNT``: ``COUNT <open connections>``;
 - ``BROADCAST <size>``: sends one binary message of ``size`` bytes to every
-  open connection with the library's broadcast (wsskit: ``broadcast`` when
-  the library has it, else a loop of ``send`` without waiting on each; see
-  bench/README.md) and answers ``SENT <t0> <t1> <connections> <how>``:
+  open connection with the library's broadcast (wsskit.asyncio.broadcast,
+  websockets' broadcast(), a send loop for picows; see bench/README.md) and
+  answers ``SENT <t0> <t1> <connections> <how>``:
   the wall clock in ns (CLOCK_REALTIME) just before the call and once it
   returned.
 
@@ -31,12 +31,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import inspect
 import os
 import ssl
 import sys
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from common import HOST, MAX_SIZE, raise_nofile, wall_ns
@@ -66,59 +65,8 @@ Starter = Callable[[Server, "ssl.SSLContext | None", bool, int], Awaitable[None]
 # -- wsskit ------------------------------------------------------------------------
 
 
-def _wsskit_broadcast_function() -> tuple[Callable[..., Any] | None, str]:
-    for module in ("wsskit.asyncio", "wsskit"):
-        function = getattr(importlib.import_module(module), "broadcast", None)
-        if callable(function):
-            return function, f"{module}.broadcast"
-    return None, "send-loop"
-
-
-async def _step_on(coroutine: Generator[Any, Any, Any], waiting_on: Any) -> None:
-    # Drive a coroutine that was started by hand from where it stopped, as a
-    # task would: feed it what it waited for until it finishes.
-    while True:
-        try:
-            value = await waiting_on
-        except BaseException as exc:
-            try:
-                waiting_on = coroutine.throw(exc)
-            except (StopIteration, Exception):
-                return
-        else:
-            try:
-                waiting_on = coroutine.send(value)
-            except (StopIteration, Exception):
-                return
-
-
-_pending: set[asyncio.Future[None]] = set()  # tasks stay referenced until done
-
-
-def _send_without_waiting(connections: set[Any], message: bytes) -> None:
-    """The stand-in for ``wsskit.asyncio.broadcast`` in a wsskit that has none (an older tree).
-
-    ``send`` is a coroutine that frames and writes the message at once and
-    only waits when the connection's write buffer is full. Stepping each
-    coroutine once writes to every connection in one pass, without a task
-    per connection; one that has to wait goes on in a task of its own.
-    Each connection frames the message itself (no framing once for all).
-    """
-    for connection in list(connections):
-        coroutine = connection.send(message)
-        try:
-            waiting_on = coroutine.send(None)
-        except StopIteration:
-            continue
-        except Exception:  # closed meanwhile, as websockets' broadcast() skips it
-            continue
-        task = asyncio.ensure_future(_step_on(coroutine, waiting_on))
-        _pending.add(task)
-        task.add_done_callback(_pending.discard)
-
-
 async def _start_wsskit(server: Server, context: ssl.SSLContext | None, deflate: bool, max_size: int) -> None:
-    from wsskit.asyncio import serve
+    from wsskit.asyncio import broadcast, serve
 
     connections = server.connections
 
@@ -142,12 +90,9 @@ async def _start_wsskit(server: Server, context: ssl.SSLContext | None, deflate:
     )
     server.keep.append(listening)
     server.port = listening.sockets[0].getsockname()[1]
-    function, how = _wsskit_broadcast_function()
-    server.broadcast_how = how
-    if function is None:
-        server.broadcast = lambda message: _send_without_waiting(connections, message)
-    else:
-        server.broadcast = lambda message: function(connections, message)
+    # Frames the message once for every plain connection.
+    server.broadcast = lambda message: broadcast(connections, message)
+    server.broadcast_how = "wsskit.asyncio.broadcast"
 
 
 # -- websockets --------------------------------------------------------------------

